@@ -1,0 +1,191 @@
+//! Settings from command-line flags and `CERYX_*` environment variables (every flag has
+//! both), with the original Ceryx names and defaults.
+
+use crate::store::RedisConfig;
+use clap::Args;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Where routes are stored.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Redis URL (`redis://` or `rediss://`), instead of host/port/password.
+    #[arg(long, env = "CERYX_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis host. Without it (or a URL) routes live in memory, in this process only.
+    #[arg(long, env = "CERYX_REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port.
+    #[arg(long, env = "CERYX_REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    /// Redis password (AUTH).
+    #[arg(long, env = "CERYX_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "CERYX_REDIS_PREFIX", default_value = "ceryx")]
+    pub redis_prefix: String,
+    /// Redis connect and command timeout; a bare number is milliseconds.
+    #[arg(long, env = "CERYX_REDIS_TIMEOUT", default_value = "100", value_parser = millis)]
+    pub redis_timeout: Duration,
+}
+
+impl StoreArgs {
+    /// The Redis settings, or `None` for the embedded in-memory store.
+    pub fn redis(&self) -> Option<RedisConfig> {
+        if self.redis_url.is_none() && self.redis_host.is_none() {
+            return None;
+        }
+        Some(RedisConfig {
+            url: self.redis_url.clone(),
+            host: self
+                .redis_host
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: self.redis_port,
+            password: self.redis_password.clone().filter(|p| !p.is_empty()),
+            prefix: self.redis_prefix.clone(),
+            timeout: self.redis_timeout,
+        })
+    }
+}
+
+/// How the proxy listens, forwards and caches.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Plain-HTTP listen address.
+    #[arg(long, env = "CERYX_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// How long a cached route is trusted without a change notice (catches routes
+    /// written straight into Redis by other tools); a bare number is seconds.
+    #[arg(long, env = "CERYX_CACHE_TTL", default_value = "5", value_parser = seconds)]
+    pub cache_ttl: Duration,
+    /// Largest request body, in nginx syntax (`100m`, `512k`, `0` for no limit).
+    #[arg(long, env = "CERYX_MAX_REQUEST_BODY_SIZE", default_value = "100m", value_parser = size)]
+    pub max_request_body_size: u64,
+    /// Peers (comma-separated CIDRs) whose `X-Forwarded-Proto` is believed.
+    #[arg(long, env = "CERYX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Verify the certificates of `https://` targets against the system roots.
+    #[arg(long, env = "CERYX_UPSTREAM_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub upstream_tls_verify: bool,
+    /// Time to connect to a target (nginx `proxy_connect_timeout`); bare number: seconds.
+    #[arg(long, env = "CERYX_UPSTREAM_CONNECT_TIMEOUT", default_value = "60", value_parser = seconds)]
+    pub upstream_connect_timeout: Duration,
+    /// Time for a target to send its response headers (nginx `proxy_read_timeout`).
+    #[arg(long, env = "CERYX_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60", value_parser = seconds)]
+    pub upstream_response_timeout: Duration,
+    /// Time a client has to send its request headers (against slowloris).
+    #[arg(long, env = "CERYX_CLIENT_HEADER_TIMEOUT", default_value = "15", value_parser = seconds)]
+    pub client_header_timeout: Duration,
+    /// How long SIGTERM waits for in-flight requests before closing them.
+    #[arg(long, env = "CERYX_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ProxyArgs {
+    /// Defaults, for embedding and tests: what the binary uses with no flags or env.
+    pub fn defaults() -> ProxyArgs {
+        ProxyArgs {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            cache_ttl: Duration::from_secs(5),
+            max_request_body_size: 100 << 20,
+            trusted_proxies: Vec::new(),
+            upstream_tls_verify: true,
+            upstream_connect_timeout: Duration::from_secs(60),
+            upstream_response_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(15),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Parses a duration: `250ms`, `5s`, `2m`, or a bare number in `unit`.
+fn duration(value: &str, unit: Duration) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration like 500ms, 5s or 2m"))?;
+    let unit = match suffix {
+        "" => unit,
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        _ => return Err(format!("{value:?}: unit must be ms, s or m")),
+    };
+    Ok(unit * u32::try_from(n).map_err(|_| format!("{value:?} is too large"))?)
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    duration(value, Duration::from_secs(1))
+}
+
+fn millis(value: &str) -> Result<Duration, String> {
+    duration(value, Duration::from_millis(1))
+}
+
+/// Parses a size in nginx syntax: bytes, or `k`/`m`/`g` (either case).
+pub fn size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (number, shift) = match value.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&value[..value.len() - 1], 10),
+        Some('m') => (&value[..value.len() - 1], 20),
+        Some('g') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size like 100m, 512k or 1048576"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("{value:?} is too large"))
+}
+
+fn cidr(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_nginx_syntax() {
+        assert_eq!(size("100m"), Ok(100 << 20));
+        assert_eq!(size("512K"), Ok(512 << 10));
+        assert_eq!(size("0"), Ok(0));
+        assert!(size("lots").is_err());
+        assert!(size("99999999999g").is_err());
+    }
+
+    #[test]
+    fn durations_take_units_or_a_default_unit() {
+        assert_eq!(seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(millis("100"), Ok(Duration::from_millis(100)));
+        assert_eq!(seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert!(seconds("5h").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_match_by_cidr() {
+        let mut args = ProxyArgs::defaults();
+        args.trusted_proxies = vec![cidr("10.0.0.0/8").unwrap(), cidr("::1").unwrap()];
+        assert!(args.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(args.is_trusted("::1".parse().unwrap()));
+        assert!(!args.is_trusted("127.0.0.1".parse().unwrap()));
+    }
+}

@@ -1,0 +1,260 @@
+//! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
+//! both ways, and upgraded connections (WebSocket and the like) tunnelled.
+
+use super::error::ProxyError;
+use super::{Body, headers};
+use crate::route::Upstream;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::error::Error as StdError;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// rustls refused the configuration.
+    #[error("upstream TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Per-request facts the forwarder needs besides the request itself.
+pub struct Forward<'a> {
+    /// Where the route points.
+    pub upstream: &'a Upstream,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// `http` or `https`, as the client sees it.
+    pub proto: &'static str,
+    /// Largest request body allowed, 0 for no limit.
+    pub max_body: u64,
+}
+
+/// Sends requests upstream and tunnels upgraded connections.
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    response_timeout: Duration,
+    tunnels: TaskTracker,
+    close_tunnels: CancellationToken,
+}
+
+impl Forwarder {
+    /// A forwarder with its connection pool; `verify` checks `https://` targets against
+    /// the system's root certificates.
+    pub fn new(
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        verify: bool,
+    ) -> Result<Forwarder, ClientError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(verify)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Forwarder {
+            client,
+            response_timeout,
+            tunnels: TaskTracker::new(),
+            close_tunnels: CancellationToken::new(),
+        })
+    }
+
+    /// Forwards a request whose headers are already rewritten for the upstream, except
+    /// for the hop-by-hop ones.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        to: Forward<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let upgrade = match req.version() {
+            Version::HTTP_11 => headers::upgrade_protocol(req.headers()),
+            _ => None,
+        };
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = to
+            .upstream
+            .uri_for(path)
+            .map_err(|_| ProxyError::BadRequest("The request URI cannot be forwarded."))?;
+
+        let (mut parts, body) = req.into_parts();
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = &upgrade {
+            headers::set_upgrade(&mut parts.headers, protocol.clone());
+        }
+        headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let body = if to.max_body > 0 {
+            Limited::new(body, to.max_body as usize).boxed()
+        } else {
+            body.map_err(Into::into).boxed()
+        };
+
+        let sent = self.client.request(Request::from_parts(parts, body));
+        let mut response = match tokio::time::timeout(self.response_timeout, sent).await {
+            Err(_) => return Err(ProxyError::GatewayTimeout),
+            Ok(Err(e)) => return Err(classify(&e, to.max_body)),
+            Ok(Ok(response)) => response,
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) else {
+                return Err(ProxyError::BadGateway(
+                    "101 to a request that asked for no upgrade".into(),
+                ));
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            self.spawn_tunnel(client_upgrade, upstream_upgrade);
+            headers::remove_hop_by_hop(response.headers_mut());
+            headers::set_upgrade(response.headers_mut(), protocol);
+            return Ok(response.map(|_| super::error::full("")));
+        }
+        headers::remove_hop_by_hop(response.headers_mut());
+        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+    }
+
+    fn spawn_tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+        let closed = self.close_tunnels.clone();
+        self.tunnels.spawn(async move {
+            let (client, upstream) = match tokio::try_join!(client, upstream) {
+                Ok(pair) => pair,
+                Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+            };
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            tokio::select! {
+                result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "tunnel closed with an error");
+                    }
+                }
+                _ = closed.cancelled() => {}
+            }
+        });
+    }
+
+    /// Waits up to `grace` for open tunnels to end, then closes the rest.
+    pub async fn close_tunnels(&self, grace: Duration) {
+        self.tunnels.close();
+        if tokio::time::timeout(grace, self.tunnels.wait())
+            .await
+            .is_err()
+        {
+            self.close_tunnels.cancel();
+            self.tunnels.wait().await;
+        }
+    }
+}
+
+/// Maps a client error to the status nginx would give: connect timeout 504, body over
+/// the limit 413, anything else (refused, unresolvable, reset) 502.
+fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyError {
+    let mut detail = Vec::new();
+    let mut source: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<LengthLimitError>() {
+            return ProxyError::BodyTooLarge(max_body);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return ProxyError::GatewayTimeout;
+        }
+        detail.push(e.to_string());
+        source = e.source();
+    }
+    ProxyError::BadGateway(detail.join(": "))
+}
+
+/// TLS to upstreams with the ring provider only; `verify` against the system's roots.
+fn tls_config(verify: bool) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    if !verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth());
+    }
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "could not load a system root certificate");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "system root certificates for https targets");
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Accepts any upstream certificate (`CERYX_UPSTREAM_TLS_VERIFY=false`), as Ceryx did;
+/// handshake signatures are still checked.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,143 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 §7.6.1),
+//! upgrades, and the forwarding headers Ceryx sent.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// Headers that describe one connection, never forwarded (besides those `Connection` names).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Whether a header value's comma-separated token list holds `token` (any case).
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+/// The protocol a client asks to upgrade to, if it asks (`Connection: upgrade` plus
+/// `Upgrade: <protocol>`).
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v, "upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Removes hop-by-hop headers: first those named in `Connection`, then the fixed set.
+/// `TE: trailers` is kept, since it is end-to-end in meaning (gRPC needs it).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| has_token(v, "trailers"));
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Marks a request or response as an upgrade to `protocol`, after hop-by-hop removal.
+pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// Sets what Ceryx told upstreams about the client: `X-Forwarded-For` (appended),
+/// `X-Real-IP` and `X-Forwarded-Proto`.
+pub fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let client = client.to_canonical().to_string();
+    let mut forwarded_for = headers
+        .get_all(&XFF)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !forwarded_for.is_empty() {
+        forwarded_for.push_str(", ");
+    }
+    forwarded_for.push_str(&client);
+    // Both are made of visible ASCII only, so they are valid header values.
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(XFF, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&client) {
+        headers.insert(HeaderName::from_static("x-real-ip"), value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn connection_named_headers_go_first() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers, deflate"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn upgrade_needs_the_connection_token() {
+        let firefox = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_protocol(&firefox).unwrap(), "websocket");
+        assert!(upgrade_protocol(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        set_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), "http");
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+}

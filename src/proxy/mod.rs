@@ -1,0 +1,194 @@
+//! The data plane: routes each request by host to its target, redirects, or answers
+//! with a clean error. Never talks to Kubernetes; reads routes through [`RouteCache`].
+
+pub mod cache;
+pub mod error;
+pub mod forward;
+pub mod headers;
+mod server;
+
+pub use cache::RouteCache;
+pub use error::ProxyError;
+pub use server::serve;
+
+use crate::config::ProxyArgs;
+use crate::route::{Mode, normalize_host, redirect_location};
+use crate::store::RouteStore;
+use bytes::Bytes;
+use forward::{ClientError, Forward, Forwarder};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The body type of every response the proxy sends.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Any error a body can carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One proxy: its route cache, upstream client and settings, shared by all listeners.
+pub struct Proxy {
+    cache: Arc<RouteCache>,
+    forwarder: Forwarder,
+    args: ProxyArgs,
+}
+
+impl Proxy {
+    /// A proxy reading `store`, with its change-notice listener running.
+    pub fn new(store: Arc<dyn RouteStore>, args: ProxyArgs) -> Result<Arc<Proxy>, ClientError> {
+        let cache = RouteCache::new(store, args.cache_ttl);
+        cache.spawn_listener();
+        let forwarder = Forwarder::new(
+            args.upstream_connect_timeout,
+            args.upstream_response_timeout,
+            args.upstream_tls_verify,
+        )?;
+        Ok(Arc::new(Proxy {
+            cache,
+            forwarder,
+            args,
+        }))
+    }
+
+    /// The route cache (for readiness and tests).
+    pub fn cache(&self) -> &Arc<RouteCache> {
+        &self.cache
+    }
+
+    /// Answers one request that arrived from `peer` on a listener of scheme `listener`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: &'static str,
+    ) -> Response<Body> {
+        let json = error::wants_json(req.headers());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match self.route(req, peer, listener).await {
+            Ok(response) => response,
+            Err(e) => {
+                match &e {
+                    ProxyError::BadGateway(detail) => {
+                        tracing::warn!(%peer, %method, %path, %detail, "upstream failed")
+                    }
+                    other => {
+                        tracing::debug!(%peer, %method, %path, error = %other, "request refused")
+                    }
+                }
+                e.into_response(json)
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: &'static str,
+    ) -> Result<Response<Body>, ProxyError> {
+        // The authority of an absolute-form request line (or HTTP/2's :authority) wins
+        // over the Host header, as in nginx.
+        let raw_host = match req.uri().authority() {
+            Some(authority) => {
+                let a = authority.as_str();
+                a.rsplit_once('@').map_or(a, |(_, host)| host).to_owned()
+            }
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .ok_or(ProxyError::BadRequest(
+                    "The request has no valid Host header.",
+                ))?
+                .to_owned(),
+        };
+        let host = normalize_host(&raw_host).ok_or(ProxyError::BadRequest(
+            "The request has no valid Host header.",
+        ))?;
+        let proto = self.client_proto(&req, peer, listener);
+
+        let resolved = match self.cache.resolve(&host).await {
+            Ok(Some(resolved)) => resolved,
+            Ok(None) => return Err(ProxyError::NoRoute(host)),
+            Err(_) => return Err(ProxyError::StoreUnavailable),
+        };
+        let settings = &resolved.route.settings;
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if settings.enforce_https && proto == "http" {
+            return Ok(redirect(&format!("https://{host}{path}")));
+        }
+        if settings.mode == Mode::Redirect {
+            return Ok(redirect(&redirect_location(&resolved.route.target, path)));
+        }
+        let Some(upstream) = &resolved.upstream else {
+            return Err(ProxyError::BadGateway(format!(
+                "route {} has an invalid target {:?}",
+                resolved.route.source, resolved.route.target
+            )));
+        };
+
+        let max_body = self.args.max_request_body_size;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if max_body > 0 && declared.is_some_and(|len| len > max_body) {
+            return Err(ProxyError::BodyTooLarge(max_body));
+        }
+        // The upstream sees the client's own Host (HTTP/2 clients send :authority only).
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(value) = HeaderValue::from_str(&raw_host)
+        {
+            req.headers_mut().insert(header::HOST, value);
+        }
+        let to = Forward {
+            upstream,
+            client_ip: peer.ip(),
+            proto,
+            max_body,
+        };
+        self.forwarder.forward(req, to).await
+    }
+
+    /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer
+    /// is a trusted proxy (a TLS-terminating balancer in front of us).
+    fn client_proto(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        listener: &'static str,
+    ) -> &'static str {
+        if !self.args.is_trusted(peer.ip()) {
+            return listener;
+        }
+        match req.headers().get("x-forwarded-proto").map(|v| v.as_bytes()) {
+            Some(b"https") => "https",
+            Some(b"http") => "http",
+            _ => listener,
+        }
+    }
+
+    /// Stops after `grace`: waits for open tunnels, then closes them.
+    pub async fn close_tunnels(&self) {
+        self.forwarder
+            .close_tunnels(self.args.shutdown_timeout)
+            .await;
+    }
+}
+
+/// Ceryx redirects with 301 for every method.
+fn redirect(location: &str) -> Response<Body> {
+    let mut response = Response::new(error::full(""));
+    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => {
+            ProxyError::BadRequest("The redirect target is not a valid URL.").into_response(false)
+        }
+    }
+}

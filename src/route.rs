@@ -1,0 +1,308 @@
+//! The route model: a public host name (`source`) mapped to a `target` URL, with Ceryx's
+//! settings, plus the host normalisation the proxy and the stores share.
+
+use serde::{Deserialize, Serialize};
+
+/// Ceryx's catch-all source: the target for any host that has no route of its own.
+pub const WILDCARD: &str = "$wildcard";
+
+/// Longest host name DNS allows.
+const MAX_HOST_LEN: usize = 253;
+
+/// One route, in the JSON shape of Ceryx 0.6+.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Public host name: an exact name, a `*.suffix` pattern or [`WILDCARD`].
+    pub source: String,
+    /// Where requests go (or are redirected to); always carries a scheme.
+    pub target: String,
+    /// Per-route behaviour.
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// Ceryx's per-route settings (the `<prefix>:settings:<source>` hash).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Answer plain-HTTP requests with a 301 to the same URL on `https://`.
+    #[serde(default)]
+    pub enforce_https: bool,
+    /// Proxy to the target, or redirect to it.
+    #[serde(default)]
+    pub mode: Mode,
+    /// PEM certificate file for this host's TLS, on the proxy's filesystem.
+    #[serde(default)]
+    pub certificate_path: Option<String>,
+    /// PEM private key file matching `certificate_path`.
+    #[serde(default)]
+    pub key_path: Option<String>,
+}
+
+/// What the proxy does with a request for a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Forward the request to the target.
+    #[default]
+    Proxy,
+    /// Answer 301 with the target plus the request URI.
+    Redirect,
+}
+
+impl Mode {
+    /// The value stored in Redis and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::Redirect => "redirect",
+        }
+    }
+}
+
+/// Why a route was refused; each names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The source is not a host name, `*.suffix` pattern or `$wildcard`.
+    #[error("source {0:?} is not a host name, a *.suffix pattern or $wildcard")]
+    InvalidSource(String),
+    /// The target is not an http(s) URL with a host.
+    #[error("target {0:?} is not an http:// or https:// URL with a host")]
+    InvalidTarget(String),
+}
+
+impl RouteError {
+    /// The route field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RouteError::InvalidSource(_) => "source",
+            RouteError::InvalidTarget(_) => "target",
+        }
+    }
+}
+
+impl Route {
+    /// Builds a validated route: the source is normalised like a request host, the
+    /// target gets `http://` when it has no scheme.
+    pub fn new(source: &str, target: &str, settings: Settings) -> Result<Route, RouteError> {
+        let source = normalize_source(source)?;
+        let target = normalize_target(target);
+        Upstream::parse(&target).map_err(|_| RouteError::InvalidTarget(target.clone()))?;
+        Ok(Route {
+            source,
+            target,
+            settings,
+        })
+    }
+}
+
+/// Lower-cases a source and checks it is a host name, `*.suffix` or `$wildcard`.
+pub fn normalize_source(source: &str) -> Result<String, RouteError> {
+    let trimmed = source.trim();
+    if trimmed == WILDCARD {
+        return Ok(WILDCARD.to_owned());
+    }
+    let invalid = || RouteError::InvalidSource(source.to_owned());
+    let lower = trimmed.trim_end_matches('.').to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    if lower.len() > MAX_HOST_LEN || !is_host_name(name) {
+        return Err(invalid());
+    }
+    Ok(lower)
+}
+
+/// Ceryx's scheme rule: a target without `http://` or `https://` is taken as `http://`.
+pub fn normalize_target(target: &str) -> String {
+    let target = target.trim();
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    if lower.starts_with("http://") {
+        format!("http://{}", &target[7..])
+    } else if lower.starts_with("https://") {
+        format!("https://{}", &target[8..])
+    } else {
+        format!("http://{target}")
+    }
+}
+
+/// The host a request is for: lower-cased, without port or trailing dot.
+///
+/// Returns `None` for anything that is not a plausible host (empty, bad characters,
+/// malformed port), so the proxy can answer 400 instead of looking it up.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: `[::1]` or `[::1]:8080`.
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !after.is_empty() && !is_port(after.strip_prefix(':')?) {
+            return None;
+        }
+        let addr = &rest[..end];
+        if addr.is_empty()
+            || !addr
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        return Some(format!("[{}]", addr.to_ascii_lowercase()));
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.len() > MAX_HOST_LEN || !is_host_name(host) {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Letters, digits, `-`, `_` in non-empty dot-separated labels. `_` is not valid DNS but
+/// appears in real service names, and Ceryx accepted any string.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A target that cannot be forwarded to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("target is not an http:// or https:// URL with a host")]
+pub struct InvalidTarget;
+
+/// A target split for forwarding: `scheme://authority` and a path prefix without its
+/// trailing `/`, so the request URI can be appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// Host and optional port of the upstream.
+    pub authority: http::uri::Authority,
+    /// Path of the target with one trailing `/` removed; empty for the root.
+    pub prefix: String,
+}
+
+impl Upstream {
+    /// Parses a target URL (with scheme, as stored after [`normalize_target`]).
+    pub fn parse(target: &str) -> Result<Upstream, InvalidTarget> {
+        let uri: http::Uri = normalize_target(target)
+            .parse()
+            .map_err(|_| InvalidTarget)?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(InvalidTarget);
+        };
+        let a = authority.as_str();
+        // Rejects user info, an empty port and `http://ftp://x` (a foreign scheme that
+        // got `http://` prepended).
+        if authority.host().is_empty()
+            || a.contains('@')
+            || a.ends_with(':')
+            || uri.path().starts_with("//")
+        {
+            return Err(InvalidTarget);
+        }
+        let mut prefix = uri.path().to_owned();
+        if prefix.ends_with('/') {
+            prefix.pop();
+        }
+        Ok(Upstream {
+            scheme,
+            authority,
+            prefix,
+        })
+    }
+
+    /// The absolute URI to send upstream for a request's path and query.
+    pub fn uri_for(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        let mut path = String::with_capacity(self.prefix.len() + path_and_query.len());
+        path.push_str(&self.prefix);
+        path.push_str(path_and_query);
+        if path.is_empty() {
+            path.push('/');
+        }
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+    }
+}
+
+/// Ceryx's redirect target: the target with one trailing `/` dropped, plus the request URI.
+pub fn redirect_location(target: &str, path_and_query: &str) -> String {
+    let target = normalize_target(target);
+    let base = target.strip_suffix('/').unwrap_or(&target);
+    format!("{base}{path_and_query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_lower_cased_without_port_or_trailing_dot() {
+        assert_eq!(
+            normalize_host("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            normalize_host("example.com.").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(normalize_host("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("a_b.svc").as_deref(), Some("a_b.svc"));
+        for bad in [
+            "",
+            ":80",
+            "a..b",
+            "a b",
+            "a:b",
+            "exa/mple",
+            "[::1",
+            "[zz]",
+            "a.com:99999x",
+        ] {
+            assert_eq!(normalize_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets_get_http_when_they_have_no_scheme() {
+        assert_eq!(normalize_target("api:5555"), "http://api:5555");
+        assert_eq!(normalize_target(" https://x/ "), "https://x/");
+        assert_eq!(normalize_target("HTTP://x"), "http://x");
+    }
+
+    #[test]
+    fn target_path_is_a_prefix_of_the_request_uri() {
+        let up = Upstream::parse("http://b:1/x/").unwrap();
+        assert_eq!(up.uri_for("/y?z").unwrap(), "http://b:1/x/y?z");
+        let root = Upstream::parse("b:1").unwrap();
+        assert_eq!(root.uri_for("/").unwrap(), "http://b:1/");
+        assert_eq!(
+            redirect_location("http://api:5555/api/routes", "/some/path/?some=args"),
+            "http://api:5555/api/routes/some/path/?some=args"
+        );
+    }
+
+    #[test]
+    fn sources_are_validated() {
+        assert_eq!(normalize_source("*.Example.com").unwrap(), "*.example.com");
+        assert_eq!(normalize_source("$wildcard").unwrap(), "$wildcard");
+        assert!(normalize_source("a*.example.com").is_err());
+        assert!(normalize_source("").is_err());
+        assert!(Route::new("a.com", "ftp://x", Settings::default()).is_err());
+        assert!(Route::new("a.com", "http://", Settings::default()).is_err());
+    }
+}

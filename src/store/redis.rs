@@ -1,0 +1,336 @@
+//! The Redis store, key for key compatible with Ceryx:
+//! `<prefix>:routes:<source>` (string, the target) and `<prefix>:settings:<source>`
+//! (hash: `enforce_https` "1"/"0", `mode`, optional `certificate_path` / `key_path`).
+//! Change notices are ours: the source is published on `<prefix>:events` inside the same
+//! MULTI/EXEC as the write, so a reader never sees the notice without the data.
+
+use super::{Change, RouteStore, StoreError};
+use crate::route::{Mode, Route, Settings, normalize_target};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushKind, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+/// How many keys one SCAN step and one fetch pipeline handle when listing.
+const BATCH: usize = 500;
+
+/// How often the store checks Redis (and so reconnects and resubscribes) while idle.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where Redis is and how to talk to it (the original `CERYX_REDIS_*` settings).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; when set, host, port and password are ignored.
+    pub url: Option<String>,
+    /// Redis host name or address.
+    pub host: String,
+    /// Redis port.
+    pub port: u16,
+    /// Password sent with AUTH.
+    pub password: Option<String>,
+    /// Key prefix, `ceryx` by default.
+    pub prefix: String,
+    /// Connect and command timeout.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Ceryx's defaults for everything but the address.
+    pub fn new(host: impl Into<String>, port: u16) -> RedisConfig {
+        RedisConfig {
+            url: None,
+            host: host.into(),
+            port,
+            password: None,
+            prefix: "ceryx".into(),
+            timeout: Duration::from_millis(100),
+        }
+    }
+
+    fn connection_info(&self) -> Result<ConnectionInfo, StoreError> {
+        let info = match &self.url {
+            Some(url) => url.as_str().into_connection_info()?,
+            None => ConnectionAddr::Tcp(self.host.clone(), self.port).into_connection_info()?,
+        };
+        let mut redis = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        if let (None, Some(password)) = (&self.url, &self.password) {
+            redis = redis.set_password(password);
+        }
+        Ok(info.set_redis_settings(redis))
+    }
+}
+
+/// Routes in Redis, shared by every proxy replica and writer.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    changes: broadcast::Sender<Change>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RedisStore {
+    /// Prepares the connection without waiting for Redis, so a proxy can start (and
+    /// serve what it can) while Redis is down; it connects and subscribes on its own.
+    pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(config.connection_info()?)?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_max_delay(Duration::from_secs(1))
+            .set_push_sender(push_tx)
+            .set_automatic_resubscription();
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+        let (changes, _) = broadcast::channel(4096);
+        let channel = format!("{}:events", config.prefix);
+        let tasks = vec![
+            tokio::spawn(forward_notices(push_rx, channel.clone(), changes.clone())),
+            tokio::spawn(keep_subscribed(conn.clone(), channel)),
+        ];
+        Ok(RedisStore {
+            conn,
+            prefix: config.prefix.clone(),
+            timeout: config.timeout,
+            changes,
+            tasks,
+        })
+    }
+
+    fn route_key(&self, source: &str) -> String {
+        format!("{}:routes:{source}", self.prefix)
+    }
+
+    fn settings_key(&self, source: &str) -> String {
+        format!("{}:settings:{source}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// Runs one Redis call under the store's timeout: a reconnecting connection must
+    /// not hold a request longer than `CERYX_REDIS_TIMEOUT`.
+    async fn run<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl RouteStore for RedisStore {
+    async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for source in sources {
+            pipe.get(self.route_key(source))
+                .hgetall(self.settings_key(source));
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
+        let mut values = values.into_iter();
+        let mut routes = Vec::with_capacity(sources.len());
+        for source in sources {
+            let (Some(target), Some(settings)) = (values.next(), values.next()) else {
+                break;
+            };
+            routes.push(parse_route(source, target, settings)?);
+        }
+        Ok(routes)
+    }
+
+    async fn list(&self) -> Result<Vec<Route>, StoreError> {
+        let key_prefix = self.route_key("");
+        let pattern = format!("{}*", escape_glob(&key_prefix));
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut routes = Vec::new();
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(BATCH)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) = self.run(scan.query_async(&mut conn)).await?;
+            let sources: Vec<&str> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(&key_prefix))
+                .collect();
+            // A key deleted between SCAN and GET is simply not listed.
+            routes.extend(self.fetch(&sources).await?.into_iter().flatten());
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        routes.sort_by(|a, b| a.source.cmp(&b.source));
+        routes.dedup_by(|a, b| a.source == b.source);
+        Ok(routes)
+    }
+
+    async fn put(&self, route: &Route) -> Result<(), StoreError> {
+        let settings = &route.settings;
+        let mut fields = vec![
+            (
+                "enforce_https",
+                if settings.enforce_https { "1" } else { "0" },
+            ),
+            ("mode", settings.mode.as_str()),
+        ];
+        if let Some(path) = &settings.certificate_path {
+            fields.push(("certificate_path", path));
+        }
+        if let Some(path) = &settings.key_path {
+            fields.push(("key_path", path));
+        }
+        let settings_key = self.settings_key(&route.source);
+        // The hash is replaced, not merged: no stale certificate path survives an update.
+        let pipe = redis::pipe()
+            .atomic()
+            .set(self.route_key(&route.source), &route.target)
+            .ignore()
+            .del(&settings_key)
+            .ignore()
+            .hset_multiple(&settings_key, &fields)
+            .ignore()
+            .publish(self.channel(), &route.source)
+            .ignore()
+            .to_owned();
+        let mut conn = self.conn.clone();
+        self.run(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn delete(&self, source: &str) -> Result<bool, StoreError> {
+        let pipe = redis::pipe()
+            .atomic()
+            .del(self.route_key(source))
+            .del(self.settings_key(source))
+            .ignore()
+            .publish(self.channel(), source)
+            .ignore()
+            .to_owned();
+        let mut conn = self.conn.clone();
+        let (deleted,): (u64,) = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+/// Reads a route the way the Ceryx proxy did: any target string (a bare `host:port`
+/// gets `http://`), `enforce_https` on for "1" (or "true"), `redirect` mode only when
+/// it says so exactly.
+fn parse_route(source: &str, target: Value, settings: Value) -> Result<Option<Route>, StoreError> {
+    let Some(target): Option<String> =
+        redis::from_redis_value(target).map_err(redis::RedisError::from)?
+    else {
+        return Ok(None);
+    };
+    let hash: HashMap<String, String> =
+        redis::from_redis_value(settings).map_err(redis::RedisError::from)?;
+    let path = |field: &str| hash.get(field).filter(|p| !p.trim().is_empty()).cloned();
+    let settings = Settings {
+        enforce_https: matches!(
+            hash.get("enforce_https").map(String::as_str),
+            Some("1" | "true")
+        ),
+        mode: match hash.get("mode").map(String::as_str) {
+            Some("redirect") => Mode::Redirect,
+            _ => Mode::Proxy,
+        },
+        certificate_path: path("certificate_path"),
+        key_path: path("key_path"),
+    };
+    Ok(Some(Route {
+        source: source.to_owned(),
+        target: normalize_target(&target),
+        settings,
+    }))
+}
+
+/// Escapes Redis glob characters, so a prefix is matched literally by SCAN.
+fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Turns Redis push messages into [`Change`]s. A (re)subscription or a lost connection
+/// means notices may have been missed, so readers are told to resync.
+async fn forward_notices(
+    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    channel: String,
+    changes: broadcast::Sender<Change>,
+) {
+    while let Some(push) = pushes.recv().await {
+        let change = match push.kind {
+            PushKind::Message => match push.data.as_slice() {
+                [Value::BulkString(ch), Value::BulkString(source)] if ch == channel.as_bytes() => {
+                    Change::Route(String::from_utf8_lossy(source).into_owned())
+                }
+                _ => continue,
+            },
+            PushKind::Subscribe => {
+                tracing::info!(%channel, "subscribed to route change notices");
+                Change::Resync
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("lost the connection to redis; serving last known routes");
+                Change::Resync
+            }
+            _ => continue,
+        };
+        let _ = changes.send(change);
+    }
+}
+
+/// Subscribes to the notice channel, retrying until Redis is reachable, then pings so
+/// that a dropped connection is re-established (and resubscribed) even without traffic.
+async fn keep_subscribed(mut conn: ConnectionManager, channel: String) {
+    let mut subscribed = false;
+    loop {
+        if !subscribed {
+            match conn.subscribe(&channel).await {
+                Ok(()) => subscribed = true,
+                Err(e) => tracing::debug!(error = %e, "redis not reachable yet"),
+            }
+        } else if let Err(e) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+            tracing::debug!(error = %e, "redis ping failed");
+        }
+        tokio::time::sleep(PING_INTERVAL).await;
+    }
+}
