@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 /// After a failed store call, how long lookups use what they have instead of retrying.
@@ -60,21 +59,14 @@ impl RouteCache {
         })
     }
 
-    /// Applies the store's change notices until the store goes away.
-    pub fn spawn_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let mut changes = self.store.subscribe();
+    /// Applies the store's change notices to this cache for as long as it lives.
+    pub fn watch_store(self: &Arc<Self>) {
         let cache = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let change = match changes.recv().await {
-                    Ok(change) => change,
-                    Err(RecvError::Lagged(_)) => Change::Resync,
-                    Err(RecvError::Closed) => return,
-                };
-                let Some(cache) = cache.upgrade() else { return };
-                cache.apply(&change);
+        self.store.watch(Arc::new(move |change| {
+            if let Some(cache) = cache.upgrade() {
+                cache.apply(change);
             }
-        })
+        }));
     }
 
     /// Expires what a change makes stale.

@@ -38,7 +38,7 @@ impl Proxy {
     /// A proxy reading `store`, with its change-notice listener running.
     pub fn new(store: Arc<dyn RouteStore>, args: ProxyArgs) -> Result<Arc<Proxy>, ClientError> {
         let cache = RouteCache::new(store, args.cache_ttl);
-        cache.spawn_listener();
+        cache.watch_store();
         let forwarder = Forwarder::new(
             args.upstream_connect_timeout,
             args.upstream_response_timeout,

@@ -1,25 +1,16 @@
 //! The embedded store: routes in this process's memory, for running without Redis.
 
-use super::{Change, RouteStore, StoreError};
+use super::{Change, RouteStore, StoreError, Watcher, Watchers};
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::RwLock;
-use tokio::sync::broadcast;
 
 /// Routes kept in memory; lost when the process stops.
+#[derive(Default)]
 pub struct MemoryStore {
     routes: RwLock<HashMap<String, Route>>,
-    changes: broadcast::Sender<Change>,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore {
-            routes: RwLock::default(),
-            changes: broadcast::channel(1024).0,
-        }
-    }
+    watchers: Watchers,
 }
 
 impl MemoryStore {
@@ -34,8 +25,7 @@ impl MemoryStore {
     }
 
     fn announce(&self, source: &str) {
-        // No receiver is not an error: nobody is reading yet.
-        let _ = self.changes.send(Change::Route(source.to_owned()));
+        self.watchers.notify(&Change::Route(source.to_owned()));
     }
 }
 
@@ -68,7 +58,7 @@ impl RouteStore for MemoryStore {
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    fn watch(&self, watcher: Watcher) {
+        self.watchers.add(watcher);
     }
 }

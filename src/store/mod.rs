@@ -9,7 +9,7 @@ pub use self::redis::{RedisConfig, RedisStore};
 
 use crate::route::Route;
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use std::sync::{Arc, RwLock};
 
 /// A change a store reports to the proxies reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +52,36 @@ pub trait RouteStore: Send + Sync + 'static {
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Change notices from every writer of this store, this process's or another's.
-    fn subscribe(&self) -> broadcast::Receiver<Change>;
+    /// Calls `watcher` with every change notice, from this process's writers (before
+    /// `put` or `delete` returns) and from other processes (as soon as Redis delivers it).
+    fn watch(&self, watcher: Watcher);
 
     /// One route, if it exists.
     async fn get(&self, source: &str) -> Result<Option<Route>, StoreError> {
         Ok(self.fetch(&[source]).await?.pop().flatten())
+    }
+}
+
+/// A change-notice callback; it runs on the notifying task, so it must not block.
+pub type Watcher = Arc<dyn Fn(&Change) + Send + Sync>;
+
+/// The watchers of one store.
+#[derive(Clone, Default)]
+pub struct Watchers(Arc<RwLock<Vec<Watcher>>>);
+
+impl Watchers {
+    /// Adds a watcher.
+    pub fn add(&self, watcher: Watcher) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher);
+    }
+
+    /// Tells every watcher about `change`.
+    pub fn notify(&self, change: &Change) {
+        for watcher in self.0.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            watcher(change);
+        }
     }
 }

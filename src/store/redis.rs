@@ -4,7 +4,7 @@
 //! Change notices are ours: the source is published on `<prefix>:events` inside the same
 //! MULTI/EXEC as the write, so a reader never sees the notice without the data.
 
-use super::{Change, RouteStore, StoreError};
+use super::{Change, RouteStore, StoreError, Watcher, Watchers};
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -12,7 +12,6 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion,
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 /// How many keys one SCAN step and one fetch pipeline handle when listing.
@@ -72,8 +71,8 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    changes: broadcast::Sender<Change>,
-    tasks: Vec<JoinHandle<()>>,
+    watchers: Watchers,
+    subscriber: JoinHandle<()>,
 }
 
 impl RedisStore {
@@ -81,26 +80,23 @@ impl RedisStore {
     /// serve what it can) while Redis is down; it connects and subscribes on its own.
     pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.connection_info()?)?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let watchers = Watchers::default();
+        let channel = format!("{}:events", config.prefix);
+        let notices = notice_handler(channel.clone(), watchers.clone());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
             .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(push_tx)
+            .set_push_sender(notices)
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        let (changes, _) = broadcast::channel(4096);
-        let channel = format!("{}:events", config.prefix);
-        let tasks = vec![
-            tokio::spawn(forward_notices(push_rx, channel.clone(), changes.clone())),
-            tokio::spawn(keep_subscribed(conn.clone(), channel)),
-        ];
+        let subscriber = tokio::spawn(keep_subscribed(conn.clone(), channel));
         Ok(RedisStore {
             conn,
             prefix: config.prefix.clone(),
             timeout: config.timeout,
-            changes,
-            tasks,
+            watchers,
+            subscriber,
         })
     }
 
@@ -131,9 +127,7 @@ impl RedisStore {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.subscriber.abort();
     }
 }
 
@@ -218,7 +212,10 @@ impl RouteStore for RedisStore {
             .ignore()
             .to_owned();
         let mut conn = self.conn.clone();
-        self.run(pipe.query_async::<()>(&mut conn)).await
+        self.run(pipe.query_async::<()>(&mut conn)).await?;
+        // This process's readers learn of it before the writer gets its answer.
+        self.watchers.notify(&Change::Route(route.source.clone()));
+        Ok(())
     }
 
     async fn delete(&self, source: &str) -> Result<bool, StoreError> {
@@ -232,6 +229,7 @@ impl RouteStore for RedisStore {
             .to_owned();
         let mut conn = self.conn.clone();
         let (deleted,): (u64,) = self.run(pipe.query_async(&mut conn)).await?;
+        self.watchers.notify(&Change::Route(source.to_owned()));
         Ok(deleted > 0)
     }
 
@@ -241,8 +239,8 @@ impl RouteStore for RedisStore {
             .await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    fn watch(&self, watcher: Watcher) {
+        self.watchers.add(watcher);
     }
 }
 
@@ -289,20 +287,20 @@ fn escape_glob(s: &str) -> String {
     out
 }
 
-/// Turns Redis push messages into [`Change`]s. A (re)subscription or a lost connection
-/// means notices may have been missed, so readers are told to resync.
-async fn forward_notices(
-    mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+/// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
+/// notice takes effect the moment it arrives. A (re)subscription or a lost connection
+/// means notices may have been missed, so watchers are told to resync.
+fn notice_handler(
     channel: String,
-    changes: broadcast::Sender<Change>,
-) {
-    while let Some(push) = pushes.recv().await {
+    watchers: Watchers,
+) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
+    move |push| {
         let change = match push.kind {
             PushKind::Message => match push.data.as_slice() {
                 [Value::BulkString(ch), Value::BulkString(source)] if ch == channel.as_bytes() => {
                     Change::Route(String::from_utf8_lossy(source).into_owned())
                 }
-                _ => continue,
+                _ => return Ok(()),
             },
             PushKind::Subscribe => {
                 tracing::info!(%channel, "subscribed to route change notices");
@@ -312,9 +310,10 @@ async fn forward_notices(
                 tracing::warn!("lost the connection to redis; serving last known routes");
                 Change::Resync
             }
-            _ => continue,
+            _ => return Ok(()),
         };
-        let _ = changes.send(change);
+        watchers.notify(&change);
+        Ok(())
     }
 }
 

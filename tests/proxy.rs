@@ -1,0 +1,584 @@
+//! The proxy against a real Redis and real upstreams: lookup rules, modes, headers,
+//! status codes, limits, upgrades and HTTP/2.
+
+mod common;
+
+use bytes::Bytes;
+use ceryx::route::{Mode, Route, Settings};
+use ceryx::store::RouteStore;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use redis::AsyncCommands;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+fn with(source: &str, target: &str, settings: Settings) -> Route {
+    Route::new(source, target, settings).unwrap()
+}
+
+#[tokio::test]
+async fn hosts_are_matched_exact_then_longest_wildcard_then_catch_all() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let (exact, short, long, any) = (
+        Upstream::start("exact").await,
+        Upstream::start("short").await,
+        Upstream::start("long").await,
+        Upstream::start("any").await,
+    );
+    store
+        .put(&route("app.example.com", &exact.url()))
+        .await
+        .unwrap();
+    store
+        .put(&route("*.example.com", &short.url()))
+        .await
+        .unwrap();
+    store
+        .put(&route("*.b.example.com", &long.url()))
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store.clone(), test_args()).await;
+    let client = TestClient::default();
+
+    let served = |host: &'static str| {
+        let client = &client;
+        async move { client.get(proxy.addr, host, "/").await }
+    };
+    assert_eq!(
+        served("app.example.com").await.upstream().as_deref(),
+        Some("exact")
+    );
+    // Case, port and trailing dot do not matter.
+    assert_eq!(
+        served("APP.Example.com.:8080").await.upstream().as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        served("x.b.example.com").await.upstream().as_deref(),
+        Some("long")
+    );
+    assert_eq!(
+        served("other.example.com").await.upstream().as_deref(),
+        Some("short")
+    );
+    // `*.example.com` does not cover the bare domain.
+    let none = served("example.com").await;
+    assert_eq!(none.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&none.body).contains("example.com"));
+
+    store.put(&route("$wildcard", &any.url())).await.unwrap();
+    assert_eq!(
+        served("example.com").await.upstream().as_deref(),
+        Some("any")
+    );
+    assert_eq!(
+        served("unknown.test").await.upstream().as_deref(),
+        Some("any")
+    );
+}
+
+#[tokio::test]
+async fn redirect_mode_and_enforce_https_answer_301() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    let redirect = Settings {
+        mode: Mode::Redirect,
+        ..Settings::default()
+    };
+    store
+        .put(&with("old.test", "http://api:5555/api/routes", redirect))
+        .await
+        .unwrap();
+    let https = Settings {
+        enforce_https: true,
+        ..Settings::default()
+    };
+    store
+        .put(&with("secure.test", &upstream.url(), https))
+        .await
+        .unwrap();
+
+    let mut args = test_args();
+    args.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    let proxy = RunningProxy::start(store, args).await;
+    let client = TestClient::default();
+
+    let reply = client
+        .get(proxy.addr, "old.test", "/some/path/?some=args&more=args")
+        .await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        reply.location(),
+        "http://api:5555/api/routes/some/path/?some=args&more=args"
+    );
+
+    let reply = client
+        .send(
+            proxy.addr,
+            Request::post("/p?q=1").header("host", "Secure.test:8080"),
+            "x",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(reply.location(), "https://secure.test/p?q=1");
+
+    // X-Forwarded-Proto from an untrusted peer (127.0.0.1 here) changes nothing.
+    let spoofed = client
+        .send(
+            proxy.addr,
+            Request::get("/")
+                .header("host", "secure.test")
+                .header("x-forwarded-proto", "https"),
+            "",
+        )
+        .await;
+    assert_eq!(spoofed.status, StatusCode::MOVED_PERMANENTLY);
+}
+
+#[tokio::test]
+async fn forwarded_x_forwarded_proto_counts_only_from_trusted_peers() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    let https = Settings {
+        enforce_https: true,
+        ..Settings::default()
+    };
+    store
+        .put(&with("secure.test", &upstream.url(), https))
+        .await
+        .unwrap();
+    let mut args = test_args();
+    args.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let proxy = RunningProxy::start(store, args).await;
+
+    let reply = TestClient::default()
+        .send(
+            proxy.addr,
+            Request::get("/")
+                .header("host", "secure.test")
+                .header("x-forwarded-proto", "https"),
+            "",
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a TLS-terminating balancer must not cause a redirect loop"
+    );
+    assert_eq!(reply.json()["headers"]["x-forwarded-proto"][0], "https");
+}
+
+#[tokio::test]
+async fn upstream_gets_prefixed_path_client_host_and_forwarding_headers() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store
+        .put(&route("h.test", &format!("{}/x/", upstream.url())))
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    let reply = TestClient::default()
+        .send(
+            proxy.addr,
+            Request::put("/y?z=1")
+                .header("host", "h.test:8080")
+                .header("x-forwarded-for", "203.0.113.7")
+                .header("connection", "x-hop")
+                .header("x-hop", "secret")
+                .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+                .header("x-end-to-end", "kept"),
+            "hello",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let echo = reply.json();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/x/y?z=1");
+    assert_eq!(echo["body_len"], 5);
+    let headers = &echo["headers"];
+    assert_eq!(headers["host"][0], "h.test:8080");
+    assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-real-ip"][0], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"][0], "http");
+    assert_eq!(headers["x-end-to-end"][0], "kept");
+    assert!(
+        headers.get("x-hop").is_none(),
+        "a header named in Connection was forwarded"
+    );
+    assert!(headers.get("proxy-authorization").is_none());
+    // Hop-by-hop headers of the response stay between upstream and proxy too.
+    assert!(reply.headers.get("x-upstream-private").is_none());
+}
+
+#[tokio::test]
+async fn failures_get_clean_status_codes_in_html_or_json() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store
+        .put(&route(
+            "refused.test",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ))
+        .await
+        .unwrap();
+    store
+        .put(&route("slow.test", &upstream.url()))
+        .await
+        .unwrap();
+    let mut args = test_args();
+    args.upstream_response_timeout = Duration::from_millis(300);
+    let proxy = RunningProxy::start(store, args).await;
+    let client = TestClient::default();
+
+    let refused = client.get(proxy.addr, "refused.test", "/").await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        refused.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(String::from_utf8_lossy(&refused.body).contains("502 Bad Gateway"));
+
+    let slow = client.get(proxy.addr, "slow.test", "/slow").await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
+
+    let json = client
+        .send(
+            proxy.addr,
+            Request::get("/")
+                .header("host", "nowhere.test")
+                .header("accept", "application/json"),
+            "",
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json.json()["status"], 503);
+    assert!(
+        json.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere.test")
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_smaller_ones_stream_through() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store.put(&route("b.test", &upstream.url())).await.unwrap();
+    let mut args = test_args();
+    args.max_request_body_size = 1024;
+    let proxy = RunningProxy::start(store, args).await;
+    let client = TestClient::default();
+
+    let declared = client
+        .send(
+            proxy.addr,
+            Request::post("/").header("host", "b.test"),
+            vec![b'a'; 1025],
+        )
+        .await;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let fits = client
+        .send(
+            proxy.addr,
+            Request::post("/").header("host", "b.test"),
+            vec![b'a'; 1024],
+        )
+        .await;
+    assert_eq!(fits.json()["body_len"], 1024);
+
+    // Chunked, no Content-Length: the limit is enforced while streaming.
+    for (chunks, expected) in [(3, StatusCode::OK), (5, StatusCode::PAYLOAD_TOO_LARGE)] {
+        let stream = futures_util::stream::iter((0..chunks).map(|_| {
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(vec![b'c'; 300])))
+        }));
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let req = Request::post(format!("http://{}/", proxy.addr))
+            .header("host", "b.test")
+            .body(StreamBody::new(stream))
+            .unwrap();
+        let response = http.request(req).await.unwrap();
+        assert_eq!(response.status(), expected, "{chunks} chunks of 300 bytes");
+        let _ = response.into_body().collect().await;
+    }
+}
+
+#[tokio::test]
+async fn routes_in_old_ceryx_layout_are_served_and_ours_are_readable_by_it() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("legacy").await;
+    let mut raw = redis.raw().await;
+    // What old Ceryx tools wrote: a bare host:port target and an HMSET settings hash.
+    let _: () = raw
+        .set("ceryx:routes:legacy.test", upstream.addr.to_string())
+        .await
+        .unwrap();
+    let _: () = raw
+        .hset_multiple(
+            "ceryx:settings:legacy.test",
+            &[("enforce_https", "0"), ("mode", "proxy")],
+        )
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store.clone(), test_args()).await;
+    let reply = TestClient::default()
+        .get(proxy.addr, "legacy.test", "/")
+        .await;
+    assert_eq!(reply.upstream().as_deref(), Some("legacy"));
+
+    let settings = Settings {
+        enforce_https: true,
+        certificate_path: Some("/c.pem".into()),
+        ..Settings::default()
+    };
+    store
+        .put(&with("new.test", "new:80", settings))
+        .await
+        .unwrap();
+    let target: String = raw.get("ceryx:routes:new.test").await.unwrap();
+    assert_eq!(target, "http://new:80");
+    let hash: std::collections::HashMap<String, String> =
+        raw.hgetall("ceryx:settings:new.test").await.unwrap();
+    let expected = [
+        ("enforce_https", "1"),
+        ("mode", "proxy"),
+        ("certificate_path", "/c.pem"),
+    ];
+    assert_eq!(
+        hash,
+        expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    );
+
+    // An update replaces the whole hash: no stale certificate path survives.
+    store.put(&route("new.test", "new:80")).await.unwrap();
+    let hash: std::collections::HashMap<String, String> =
+        raw.hgetall("ceryx:settings:new.test").await.unwrap();
+    assert!(!hash.contains_key("certificate_path"), "{hash:?}");
+}
+
+#[tokio::test]
+async fn direct_redis_writes_are_served_on_first_sight_and_within_the_ttl() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut args = test_args();
+    args.cache_ttl = Duration::from_millis(300);
+    let proxy = RunningProxy::start(redis.store(), args).await;
+    let client = TestClient::default();
+    let mut raw = redis.raw().await;
+
+    assert_eq!(
+        client.get(proxy.addr, "d.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // No change notice: a tool writing Redis directly.
+    let _: () = raw.set("ceryx:routes:d.test", a.url()).await.unwrap();
+    let start = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(3),
+        "a direct write to be served",
+        || async {
+            client
+                .get(proxy.addr, "d.test", "/")
+                .await
+                .upstream()
+                .as_deref()
+                == Some("a")
+        },
+    )
+    .await;
+    let _: () = raw.set("ceryx:routes:d.test", b.url()).await.unwrap();
+    eventually(
+        Duration::from_secs(3),
+        "a direct change to be served",
+        || async {
+            client
+                .get(proxy.addr, "d.test", "/")
+                .await
+                .upstream()
+                .as_deref()
+                == Some("b")
+        },
+    )
+    .await;
+    // Each change waited at most one TTL (plus scheduling slack).
+    assert!(
+        start.elapsed() < Duration::from_millis(2 * 300 + 500),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A never-seen host costs no wait at all.
+    let _: () = raw.set("ceryx:routes:fresh.test", a.url()).await.unwrap();
+    assert_eq!(
+        client
+            .get(proxy.addr, "fresh.test", "/")
+            .await
+            .upstream()
+            .as_deref(),
+        Some("a")
+    );
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("ws").await;
+    store.put(&route("ws.test", &upstream.url())).await.unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("ws://ws.test/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["hello", "through", "ceryx"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, Message::text(text));
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::binary(vec![0u8, 1, 2, 255]));
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn http2_clients_with_prior_knowledge_are_proxied() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("h2").await;
+    store.put(&route("h2.test", &upstream.url())).await.unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    // Prior knowledge: the connection starts with the HTTP/2 preface, no upgrade.
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut replies = Vec::new();
+    for i in 0..3 {
+        // HTTP/2 carries the host as :authority, with no Host header.
+        let req = Request::get(format!("http://h2.test/n/{i}"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let mut sender = sender.clone();
+        replies.push(async move { sender.send_request(req).await });
+    }
+    // All three on one connection, concurrently.
+    for (i, reply) in futures_util::future::join_all(replies)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let reply = reply.unwrap();
+        assert_eq!(reply.version(), http::Version::HTTP_2);
+        assert_eq!(reply.status(), StatusCode::OK);
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(echo["path"], format!("/n/{i}"));
+        assert_eq!(echo["headers"]["host"][0], "h2.test");
+    }
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store.put(&route("ok.test", &upstream.url())).await.unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: ok.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "malformed host",
+            b"GET / HTTP/1.1\r\nHost: bad host!\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "bad port",
+            b"GET / HTTP/1.1\r\nHost: ok.test:http\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "no host",
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "non-utf8 host",
+            b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
+            "garbage",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        ("huge headers", huge.into_bytes(), "HTTP/1.1 431"),
+        (
+            "absolute form",
+            b"GET http://ok.test/abs HTTP/1.1\r\nHost: other.test\r\n\r\n".to_vec(),
+            "HTTP/1.1 200",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let status = raw_exchange(proxy.addr, &bytes).await;
+        assert!(status.starts_with(expected), "{what}: got {status:?}");
+    }
+    let reply = TestClient::default().get(proxy.addr, "ok.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK, "the proxy stopped serving");
+}
