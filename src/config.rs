@@ -33,15 +33,15 @@ pub struct StoreArgs {
 impl StoreArgs {
     /// The Redis settings, or `None` for the embedded in-memory store.
     pub fn redis(&self) -> Option<RedisConfig> {
-        if self.redis_url.is_none() && self.redis_host.is_none() {
+        // An empty variable (as compose files often pass) counts as unset.
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let (url, host) = (set(&self.redis_url), set(&self.redis_host));
+        if url.is_none() && host.is_none() {
             return None;
         }
         Some(RedisConfig {
-            url: self.redis_url.clone(),
-            host: self
-                .redis_host
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
+            url,
+            host: host.unwrap_or_else(|| "127.0.0.1".into()),
             port: self.redis_port,
             password: self.redis_password.clone().filter(|p| !p.is_empty()),
             prefix: self.redis_prefix.clone(),
@@ -67,7 +67,7 @@ pub struct ProxyArgs {
     #[arg(long, env = "CERYX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
     pub trusted_proxies: Vec<IpNet>,
     /// Verify the certificates of `https://` targets against the system roots.
-    #[arg(long, env = "CERYX_UPSTREAM_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "CERYX_UPSTREAM_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub upstream_tls_verify: bool,
     /// Time to connect to a target (nginx `proxy_connect_timeout`); bare number: seconds.
     #[arg(long, env = "CERYX_UPSTREAM_CONNECT_TIMEOUT", default_value = "60", value_parser = seconds)]

@@ -17,7 +17,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log at debug level.
-    #[arg(long, global = true, env = "CERYX_DEBUG", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, global = true, env = "CERYX_DEBUG", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     debug: bool,
 }
 

@@ -582,3 +582,67 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
     let reply = TestClient::default().get(proxy.addr, "ok.test", "/").await;
     assert_eq!(reply.status, StatusCode::OK, "the proxy stopped serving");
 }
+
+/// An HTTPS upstream with a self-signed certificate for 127.0.0.1, answering "tls".
+async fn tls_upstream() -> std::net::SocketAddr {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![CertificateDer::from(cert.cert.der().to_vec())], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(Bytes::from("tls")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_targets_are_verified_unless_verification_is_off() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = tls_upstream().await;
+    store
+        .put(&route("tls.test", &format!("https://{upstream}")))
+        .await
+        .unwrap();
+    let client = TestClient::default();
+
+    let verifying = RunningProxy::start(store.clone(), test_args()).await;
+    let reply = client.get(verifying.addr, "tls.test", "/").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_GATEWAY,
+        "a self-signed upstream was trusted"
+    );
+
+    let mut args = test_args();
+    args.upstream_tls_verify = false;
+    let trusting = RunningProxy::start(store, args).await;
+    let reply = client.get(trusting.addr, "tls.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "tls");
+}

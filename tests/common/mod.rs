@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -144,6 +145,8 @@ impl Drop for RedisServer {
 /// `/slow` answers after two seconds; `/ws` is a WebSocket echo.
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// Requests received so far (counted when they arrive, before any answer).
+    pub hits: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
@@ -153,14 +156,20 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
                     accepted = listener.accept() => accepted.unwrap().0,
                     _ = token.cancelled() => return,
                 };
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| echo(name, req));
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        echo(name, req)
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
@@ -168,7 +177,7 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, stop }
+        Upstream { addr, hits, stop }
     }
 
     pub fn url(&self) -> String {
