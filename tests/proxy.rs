@@ -646,3 +646,67 @@ async fn https_targets_are_verified_unless_verification_is_off() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "tls");
 }
+
+#[tokio::test]
+async fn slow_uploads_pass_while_stalled_uploads_and_idle_clients_are_cut() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store.put(&route("up.test", &upstream.url())).await.unwrap();
+    let mut args = test_args();
+    args.upstream_response_timeout = Duration::from_millis(400);
+    args.client_header_timeout = Duration::from_millis(500);
+    let proxy = RunningProxy::start(store, args).await;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let post = |body| {
+        Request::post(format!("http://{}/", proxy.addr))
+            .header("host", "up.test")
+            .body(body)
+            .unwrap()
+    };
+
+    // Six chunks, 150 ms apart: longer than the response timeout, but never idle that long.
+    let slow = futures_util::stream::iter(0..6).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from_static(b"0123456789")))
+    });
+    let response = http
+        .request(post(BodyExt::boxed_unsync(StreamBody::new(slow))))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["body_len"],
+        60
+    );
+
+    // One chunk, then silence.
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(hyper::body::Frame::data(
+        Bytes::from_static(b"x"),
+    ))])
+    .chain(futures_util::stream::pending());
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        http.request(post(BodyExt::boxed_unsync(StreamBody::new(stalled)))),
+    )
+    .await
+    .expect("a stalled upload held the proxy")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+
+    // A connection that never finishes a request head is closed, idle keep-alive too.
+    let keep_alive = b"GET / HTTP/1.1\r\nHost: up.test\r\n\r\n";
+    for opening in [&b""[..], b"GET / HTTP/1.1\r\nHost: up.test\r\n", keep_alive] {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "a slow client kept its connection ({opening:?})"
+        );
+    }
+}

@@ -21,6 +21,9 @@ pub enum ProxyError {
     /// The request body exceeds `CERYX_MAX_REQUEST_BODY_SIZE`.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(u64),
+    /// The client stopped sending its request body.
+    #[error("the request body stalled")]
+    ClientTimeout,
     /// The upstream refused, could not be resolved, or broke the exchange.
     #[error("upstream unavailable: {0}")]
     BadGateway(String),
@@ -37,6 +40,7 @@ impl ProxyError {
             ProxyError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::StoreUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }

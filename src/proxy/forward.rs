@@ -1,11 +1,12 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
+use super::body::{RequestBody, TooLarge};
 use super::error::ProxyError;
 use super::{Body, headers};
 use crate::route::Upstream;
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -17,6 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -107,18 +109,36 @@ impl Forwarder {
         headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let body = if to.max_body > 0 {
-            Limited::new(body, to.max_body as usize).boxed()
-        } else {
-            body.map_err(Into::into).boxed()
-        };
+        let (body, mut progress) = RequestBody::new(body, to.max_body);
 
-        let sent = self.client.request(Request::from_parts(parts, body));
-        let mut response = match tokio::time::timeout(self.response_timeout, sent).await {
-            Err(_) => return Err(ProxyError::GatewayTimeout),
-            Ok(Err(e)) => return Err(classify(&e, to.max_body)),
-            Ok(Ok(response)) => response,
+        // The response timeout runs from the moment the whole body is sent (or the
+        // upstream answers early), so slow uploads are not taken for slow upstreams;
+        // an upload that stalls for as long is cut (nginx `client_body_timeout`).
+        let sent = self
+            .client
+            .request(Request::from_parts(parts, body.boxed()));
+        tokio::pin!(sent);
+        let mut last_received = 0;
+        let early = loop {
+            tokio::select! {
+                response = &mut sent => break Some(response),
+                _ = &mut progress.sent => break None,
+                _ = tokio::time::sleep(self.response_timeout) => {
+                    let received = progress.received.load(Ordering::Relaxed);
+                    if received == last_received {
+                        return Err(ProxyError::ClientTimeout);
+                    }
+                    last_received = received;
+                }
+            }
         };
+        let result = match early {
+            Some(response) => response,
+            None => tokio::time::timeout(self.response_timeout, sent)
+                .await
+                .map_err(|_| ProxyError::GatewayTimeout)?,
+        };
+        let mut response = result.map_err(|e| classify(&e, to.max_body))?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) else {
@@ -174,7 +194,7 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyEr
     let mut detail = Vec::new();
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
-        if e.is::<LengthLimitError>() {
+        if e.is::<TooLarge>() {
             return ProxyError::BodyTooLarge(max_body);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()

@@ -1,6 +1,7 @@
 //! The data plane: routes each request by host to its target, redirects, or answers
 //! with a clean error. Never talks to Kubernetes; reads routes through [`RouteCache`].
 
+mod body;
 pub mod cache;
 pub mod error;
 pub mod forward;

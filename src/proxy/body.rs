@@ -1,0 +1,102 @@
+//! The request body on its way upstream: streamed, held to the size limit, and telling
+//! the forwarder when it has been sent in full (the response timeout starts only then,
+//! so a long upload is not cut off as a slow upstream).
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+/// The body grew past `CERYX_MAX_REQUEST_BODY_SIZE`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the limit")]
+pub struct TooLarge;
+
+/// A client's request body, forwarded as it arrives.
+pub struct RequestBody {
+    inner: Incoming,
+    /// Bytes still allowed; `None` for no limit.
+    remaining: Option<u64>,
+    sent: Option<oneshot::Sender<()>>,
+    received: Arc<AtomicU64>,
+}
+
+/// How the forwarder follows a body's upload.
+pub struct Progress {
+    /// Completes once the body has been read to its end (or dropped).
+    pub sent: oneshot::Receiver<()>,
+    /// Bytes received from the client so far.
+    pub received: Arc<AtomicU64>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`, allowing `limit` bytes (0: any number).
+    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Progress) {
+        let (tx, rx) = oneshot::channel();
+        let received = Arc::new(AtomicU64::new(0));
+        let mut body = RequestBody {
+            remaining: (limit > 0).then_some(limit),
+            sent: Some(tx),
+            received: received.clone(),
+            inner,
+        };
+        // An empty body may never be polled at all.
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        (body, Progress { sent: rx, received })
+    }
+
+    fn finish(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                this.finish();
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            this.received.fetch_add(len, Ordering::Relaxed);
+            if let Some(remaining) = &mut this.remaining {
+                match remaining.checked_sub(len) {
+                    Some(left) => *remaining = left,
+                    None => return Poll::Ready(Some(Err(TooLarge.into()))),
+                }
+            }
+        }
+        if this.inner.is_end_stream() {
+            this.finish();
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
