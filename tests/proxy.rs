@@ -710,3 +710,92 @@ async fn slow_uploads_pass_while_stalled_uploads_and_idle_clients_are_cut() {
         );
     }
 }
+
+#[tokio::test]
+async fn responses_stream_and_upstream_connections_are_reused() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    // An upstream that sends its second chunk only once the client has seen the first:
+    // a proxy that buffered responses would never deliver either.
+    let seen_first = std::sync::Arc::new(tokio::sync::Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gate = seen_first.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |_req| {
+            let gate = gate.clone();
+            async move {
+                let (tx, rx) = tokio::sync::mpsc::channel::<
+                    Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+                >(1);
+                tokio::spawn(async move {
+                    tx.send(Ok(hyper::body::Frame::data(Bytes::from("first;"))))
+                        .await
+                        .unwrap();
+                    gate.notified().await;
+                    tx.send(Ok(hyper::body::Frame::data(Bytes::from("second"))))
+                        .await
+                        .unwrap();
+                });
+                let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|f| (f, rx))
+                }));
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+    store
+        .put(&route("stream.test", &format!("http://{addr}")))
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store.clone(), test_args()).await;
+
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let req = Request::get(format!("http://{}/", proxy.addr))
+        .header("host", "stream.test")
+        .body(Default::default())
+        .unwrap();
+    let mut body = tokio::time::timeout(Duration::from_secs(5), http.request(req))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk held back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first;");
+    seen_first.notify_one();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest, "second");
+
+    // Sequential requests to one upstream share one pooled connection.
+    let upstream = Upstream::start("pooled").await;
+    store
+        .put(&route("pool.test", &upstream.url()))
+        .await
+        .unwrap();
+    let client = TestClient::default();
+    for _ in 0..5 {
+        assert_eq!(
+            client.get(proxy.addr, "pool.test", "/").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}

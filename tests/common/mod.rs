@@ -52,13 +52,20 @@ where
 /// A `redis-server` of our own, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
+    pub password: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        Self::start_with(None).await
+    }
+
+    /// A server that requires AUTH with `password`.
+    pub async fn start_with(password: Option<&str>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
+            password: password.map(String::from),
             child: None,
         };
         server.spawn().await;
@@ -66,17 +73,22 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass", password]);
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
@@ -111,11 +123,15 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     pub fn config(&self) -> RedisConfig {
         let mut config = RedisConfig::new("127.0.0.1", self.port);
+        config.password = self.password.clone();
         // Generous for loaded CI machines; the outage test sets its own.
         config.timeout = Duration::from_secs(2);
         config
@@ -145,6 +161,8 @@ impl Drop for RedisServer {
 /// `/slow` answers after two seconds; `/ws` is a WebSocket echo.
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     /// Requests received so far (counted when they arrive, before any answer).
     pub hits: Arc<AtomicUsize>,
     stop: CancellationToken,
@@ -158,12 +176,15 @@ impl Upstream {
         let token = stop.clone();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted_count = connections.clone();
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
                     accepted = listener.accept() => accepted.unwrap().0,
                     _ = token.cancelled() => return,
                 };
+                accepted_count.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -177,7 +198,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, hits, stop }
+        Upstream {
+            addr,
+            connections,
+            hits,
+            stop,
+        }
     }
 
     pub fn url(&self) -> String {

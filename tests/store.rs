@@ -1,0 +1,98 @@
+//! The Redis store on its own: auth, prefixes, listing, atomic writes and notices.
+
+mod common;
+
+use ceryx::route::{Mode, Route, Settings};
+use ceryx::store::{Change, RedisStore, RouteStore};
+use common::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test]
+async fn password_prefix_list_and_delete() {
+    let redis = RedisServer::start_with(Some("s3cret")).await;
+    let store = redis.store();
+    let mut other = redis.config();
+    other.prefix = "other".into();
+    let other = RedisStore::connect(&other).unwrap();
+
+    let redirect = Settings {
+        mode: Mode::Redirect,
+        ..Settings::default()
+    };
+    for source in ["b.test", "a.test", "*.wild.test", "$wildcard"] {
+        store
+            .put(&Route::new(source, "t:1", redirect.clone()).unwrap())
+            .await
+            .unwrap();
+    }
+    other.put(&route("only-other.test", "t:2")).await.unwrap();
+
+    let listed: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.source)
+        .collect();
+    assert_eq!(listed, ["$wildcard", "*.wild.test", "a.test", "b.test"]);
+    let a = store.get("a.test").await.unwrap().unwrap();
+    assert_eq!(a, Route::new("a.test", "http://t:1", redirect).unwrap());
+    assert_eq!(
+        other.list().await.unwrap().len(),
+        1,
+        "prefixes must not mix"
+    );
+
+    assert!(store.delete("a.test").await.unwrap());
+    assert!(
+        !store.delete("a.test").await.unwrap(),
+        "deleting twice is not an error"
+    );
+    assert_eq!(store.get("a.test").await.unwrap(), None);
+
+    let mut wrong = redis.config();
+    wrong.password = Some("wrong".into());
+    assert!(RedisStore::connect(&wrong).unwrap().ping().await.is_err());
+}
+
+#[tokio::test]
+async fn every_store_on_the_same_redis_hears_every_write() {
+    let redis = RedisServer::start().await;
+    let writer = redis.store();
+    let reader = redis.store();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    reader.watch(Arc::new(move |change: &Change| {
+        sink.lock().unwrap().push(change.clone())
+    }));
+    // The reader subscribes in the background; wait for its first resync notice.
+    eventually(
+        Duration::from_secs(5),
+        "the reader to subscribe",
+        || async { heard.lock().unwrap().contains(&Change::Resync) },
+    )
+    .await;
+
+    writer.put(&route("n.test", "t:1")).await.unwrap();
+    writer.delete("n.test").await.unwrap();
+    eventually(Duration::from_secs(5), "both notices", || async {
+        heard
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == Change::Route("n.test".into()))
+            .count()
+            == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_an_error_not_an_empty_answer() {
+    let mut config = ceryx::store::RedisConfig::new("127.0.0.1", free_port());
+    config.timeout = Duration::from_millis(200);
+    let store = RedisStore::connect(&config).unwrap();
+    assert!(store.get("x.test").await.is_err());
+    assert!(store.put(&route("x.test", "t:1")).await.is_err());
+}
