@@ -570,6 +570,11 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
         ),
         ("huge headers", huge.into_bytes(), "HTTP/1.1 431"),
         (
+            "connect",
+            b"CONNECT ok.test:443 HTTP/1.1\r\nHost: ok.test:443\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        (
             "absolute form",
             b"GET http://ok.test/abs HTTP/1.1\r\nHost: other.test\r\n\r\n".to_vec(),
             "HTTP/1.1 200",

@@ -88,13 +88,12 @@ impl RouteCache {
     /// The route for a normalised host: exact name, then the longest `*.suffix`, then
     /// `$wildcard`. Fails only when the store is unreachable and nothing is known.
     pub async fn resolve(&self, host: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
-        let keys = candidates(host);
         let now = Instant::now();
         let to_fetch: Vec<&str> = {
             let entries = self.read();
             let mut stale = Vec::new();
-            for key in &keys {
-                match entries.get(*key) {
+            for key in candidates(host) {
+                match entries.get(key) {
                     Some(e) if e.fresh_until > now => {
                         if let Some(route) = &e.route {
                             if stale.is_empty() {
@@ -103,7 +102,7 @@ impl RouteCache {
                             break;
                         }
                     }
-                    _ => stale.push(*key),
+                    _ => stale.push(key),
                 }
             }
             if stale.is_empty() {
@@ -128,8 +127,8 @@ impl RouteCache {
         // host with nothing known at all gets the outage as its answer.
         let entries = self.read();
         let mut unknown = false;
-        for key in &keys {
-            match entries.get(*key) {
+        for key in candidates(host) {
+            match entries.get(key) {
                 Some(Entry {
                     route: Some(route), ..
                 }) => return Ok(Some(route.clone())),
@@ -185,14 +184,11 @@ impl RouteCache {
 }
 
 /// The keys that may answer for a host, most specific first. A `*.suffix` source is
-/// kept under `.suffix`, a slice of the host itself, so a lookup allocates nothing
-/// but this list.
-fn candidates(host: &str) -> Vec<&str> {
-    let mut keys = Vec::with_capacity(6);
-    keys.push(host);
-    keys.extend(host.match_indices('.').map(|(i, _)| &host[i..]));
-    keys.push(WILDCARD);
-    keys
+/// kept under `.suffix`, a slice of the host itself, so a cache hit allocates nothing.
+fn candidates(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(host)
+        .chain(host.match_indices('.').map(|(i, _)| &host[i..]))
+        .chain(std::iter::once(WILDCARD))
 }
 
 /// The cache key of a stored source (`*.a.com` → `.a.com`).

@@ -65,17 +65,17 @@ impl Proxy {
         listener: &'static str,
     ) -> Response<Body> {
         let json = error::wants_json(req.headers());
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Cheap clones (shared bytes), kept for the log line of a failure.
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         match self.route(req, peer, listener).await {
             Ok(response) => response,
             Err(e) => {
                 match &e {
                     ProxyError::BadGateway(detail) => {
-                        tracing::warn!(%peer, %method, %path, %detail, "upstream failed")
+                        tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")
                     }
                     other => {
-                        tracing::debug!(%peer, %method, %path, error = %other, "request refused")
+                        tracing::debug!(%peer, %method, %uri, error = %other, "request refused")
                     }
                 }
                 e.into_response(json)
@@ -89,6 +89,9 @@ impl Proxy {
         peer: SocketAddr,
         listener: &'static str,
     ) -> Result<Response<Body>, ProxyError> {
+        if req.method() == http::Method::CONNECT {
+            return Err(ProxyError::BadRequest("CONNECT is not supported."));
+        }
         // The authority of an absolute-form request line (or HTTP/2's :authority) wins
         // over the Host header, as in nginx.
         let raw_host = match req.uri().authority() {
