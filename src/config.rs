@@ -50,6 +50,18 @@ impl StoreArgs {
     }
 }
 
+/// Where the REST API listens and who may call it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// REST API listen address. Loopback by default: without a token, anyone who can
+    /// reach the API can reroute every host.
+    #[arg(long, env = "CERYX_API_ADDR", default_value = "127.0.0.1:5555")]
+    pub api_addr: SocketAddr,
+    /// Bearer token every API call (but the health probes) must carry.
+    #[arg(long, env = "CERYX_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
 /// How the proxy listens, forwards and caches.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {

@@ -1,7 +1,7 @@
 //! The `ceryx` binary: subcommands and wiring only.
 
 use anyhow::Context;
-use ceryx::config::{ProxyArgs, StoreArgs};
+use ceryx::config::{ApiArgs, ProxyArgs, StoreArgs};
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
 use clap::{Args, Parser, Subcommand};
@@ -23,10 +23,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything in one process (the proxy, for now); in-memory routes unless Redis is set.
-    Run(ProxyCommand),
+    /// Proxy and REST API in one process; in-memory routes unless Redis is set.
+    Run(RunCommand),
     /// The data plane alone; replicas share routes through Redis.
     Proxy(ProxyCommand),
+    /// The Ceryx-compatible REST API alone.
+    Api(ApiCommand),
+}
+
+#[derive(Args)]
+struct RunCommand {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Args)]
@@ -35,6 +47,14 @@ struct ProxyCommand {
     store: StoreArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
+}
+
+#[derive(Args)]
+struct ApiCommand {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[tokio::main]
@@ -50,13 +70,32 @@ async fn main() -> anyhow::Result<()> {
     // One crypto provider for every TLS user in the process (Redis over rediss://).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
-        Command::Run(cmd) | Command::Proxy(cmd) => run_proxy(cmd).await,
+        Command::Run(cmd) => {
+            let store = open_store(&cmd.store)?;
+            let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
+            let api = start_api(store, cmd.api, shutdown).await?;
+            let (proxy, api) = tokio::join!(proxy, api);
+            proxy?;
+            api??;
+        }
+        Command::Proxy(cmd) => {
+            let store = open_store(&cmd.store)?;
+            start_proxy(store, cmd.proxy, shutdown).await?.await?;
+        }
+        Command::Api(cmd) => {
+            let store = open_store(&cmd.store)?;
+            start_api(store, cmd.api, shutdown).await?.await??;
+        }
     }
+    tracing::info!("stopped");
+    Ok(())
 }
 
-async fn run_proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
-    let store: Arc<dyn RouteStore> = match cmd.store.redis() {
+fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
+    Ok(match args.redis() {
         Some(redis) => {
             tracing::info!(prefix = %redis.prefix, "routes in redis");
             Arc::new(RedisStore::connect(&redis).context("redis settings")?)
@@ -67,19 +106,39 @@ async fn run_proxy(cmd: ProxyCommand) -> anyhow::Result<()> {
             );
             Arc::new(MemoryStore::default())
         }
-    };
-    let addr = cmd.proxy.http_addr;
-    let proxy = Proxy::new(store, cmd.proxy)?;
+    })
+}
+
+async fn start_proxy(
+    store: Arc<dyn RouteStore>,
+    args: ProxyArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let addr = args.http_addr;
+    let proxy = Proxy::new(store, args)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "proxy listening");
+    Ok(tokio::spawn(proxy::serve(listener, proxy, shutdown)))
+}
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    proxy::serve(listener, proxy, shutdown).await;
-    tracing::info!("stopped");
-    Ok(())
+async fn start_api(
+    store: Arc<dyn RouteStore>,
+    args: ApiArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = args.api_addr;
+    let open = args.api_token.as_deref().is_none_or(str::is_empty);
+    if open && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the REST API listens beyond loopback without CERYX_API_TOKEN: anyone who reaches it can reroute every host");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, auth = !open, "REST API listening");
+    let router = ceryx::api::router(store, args.api_token);
+    Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.
@@ -87,15 +146,15 @@ async fn cancel_on_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return token.cancel();
-                }
-            };
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return token.cancel();
+            }
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = ctrl_c => {}

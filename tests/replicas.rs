@@ -14,17 +14,22 @@ use std::time::{Duration, Instant};
 /// A `ceryx` process, killed when dropped.
 struct Process {
     child: Child,
+    /// The proxy's address.
     addr: SocketAddr,
+    /// The REST API's address (`run` and `api` only).
+    api: SocketAddr,
 }
 
 impl Process {
     /// Starts `ceryx <subcommand>` on a free port and waits until it accepts connections.
     async fn start(subcommand: &str, env: &[(&str, String)]) -> Process {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ceryx"));
         command
             .arg(subcommand)
             .env("CERYX_HTTP_ADDR", addr.to_string())
+            .env("CERYX_API_ADDR", api.to_string())
             .stdout(Stdio::null());
         for var in [
             "CERYX_REDIS_HOST",
@@ -38,11 +43,18 @@ impl Process {
             command.env(k, v);
         }
         let child = command.spawn().unwrap();
+        let listening = if subcommand == "api" { api } else { addr };
         eventually(Duration::from_secs(10), "ceryx to listen", || async {
-            tokio::net::TcpStream::connect(addr).await.is_ok()
+            tokio::net::TcpStream::connect(listening).await.is_ok()
         })
         .await;
-        Process { child, addr }
+        if subcommand == "run" {
+            eventually(Duration::from_secs(10), "the API to listen", || async {
+                tokio::net::TcpStream::connect(api).await.is_ok()
+            })
+            .await;
+        }
+        Process { child, addr, api }
     }
 
     fn terminate(&self) {
@@ -231,11 +243,23 @@ async fn sigterm_finishes_in_flight_requests_and_stops_accepting() {
 }
 
 #[tokio::test]
-async fn ceryx_run_works_with_no_redis_at_all() {
+async fn ceryx_run_with_no_redis_serves_a_route_created_through_its_api_on_the_next_request() {
     let process = Process::start("run", &[]).await;
-    let reply = TestClient::default()
-        .get(process.addr, "anything.test", "/")
-        .await;
+    let client = TestClient::default();
+    let up = Upstream::start("up").await;
+    let reply = client.get(process.addr, "quick.test", "/").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(String::from_utf8_lossy(&reply.body).contains("anything.test"));
+    assert!(String::from_utf8_lossy(&reply.body).contains("quick.test"));
+
+    let body = format!(r#"{{"source": "quick.test", "target": "{}"}}"#, up.url());
+    let created = client
+        .send(process.api, http::Request::post("/api/routes"), body)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let reply = client.get(process.addr, "quick.test", "/").await;
+    assert_eq!(
+        reply.upstream().as_deref(),
+        Some("up"),
+        "not served on the very next request"
+    );
 }

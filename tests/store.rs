@@ -16,6 +16,10 @@ async fn password_prefix_list_and_delete() {
     other.prefix = "other".into();
     let other = RedisStore::connect(&other).unwrap();
 
+    assert!(
+        store.list().await.unwrap().is_empty(),
+        "an empty store lists nothing"
+    );
     let redirect = Settings {
         mode: Mode::Redirect,
         ..Settings::default()

@@ -134,6 +134,10 @@ impl Drop for RedisStore {
 #[async_trait]
 impl RouteStore for RedisStore {
     async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
+        if sources.is_empty() {
+            // Redis refuses an empty pipeline.
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for source in sources {
             pipe.get(self.route_key(source))

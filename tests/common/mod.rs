@@ -383,3 +383,26 @@ impl TestClient {
             .await
     }
 }
+
+/// The REST API running in this process.
+pub struct RunningApi {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl RunningApi {
+    pub async fn start(store: Arc<dyn RouteStore>, token: Option<&str>) -> RunningApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let router = ceryx::api::router(store, token.map(String::from));
+        tokio::spawn(ceryx::api::serve(listener, router, stop.clone()));
+        RunningApi { addr, stop }
+    }
+}
+
+impl Drop for RunningApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

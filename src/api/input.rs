@@ -1,0 +1,198 @@
+//! Reading a route from a request body the way Ceryx's API did (non-strict booleans,
+//! explicit `null`s, unknown fields ignored, strings trimmed), but with every problem
+//! reported per field instead of a 500.
+
+use crate::route::{Mode, Route, Settings, Upstream, normalize_source, normalize_target};
+use serde_json::{Map, Value};
+
+/// Field name → what is wrong with it (`settings` nests its own map).
+pub type FieldErrors = Map<String, Value>;
+
+const REQUIRED: &str = "This field is required.";
+
+/// Parses a route body. `path_source` is the source from the URL (PUT), which wins over
+/// any `source` in the body, as in Ceryx.
+pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let Some(fields) = body.as_object() else {
+        errors.insert(
+            "body".into(),
+            "Must be a JSON object with source and target.".into(),
+        );
+        return Err(errors);
+    };
+
+    let source = match path_source {
+        Some(source) => source_from(Some(source)),
+        None => string(fields.get("source")).and_then(|s| source_from(s.as_deref())),
+    };
+    let target = string(fields.get("target")).and_then(|t| {
+        let t = t.ok_or(REQUIRED)?;
+        let t = normalize_target(&t);
+        Upstream::parse(&t).map_err(|_| "Must be an http:// or https:// URL with a host.")?;
+        Ok(t)
+    });
+    let settings = parse_settings(fields.get("settings"));
+
+    match (source, target, settings) {
+        (Ok(source), Ok(target), Ok(settings)) => Ok(Route {
+            source,
+            target,
+            settings,
+        }),
+        (source, target, settings) => {
+            if let Err(e) = source {
+                errors.insert("source".into(), e.into());
+            }
+            if let Err(e) = target {
+                errors.insert("target".into(), e.into());
+            }
+            if let Err(e) = settings {
+                errors.insert("settings".into(), e);
+            }
+            Err(errors)
+        }
+    }
+}
+
+fn source_from(source: Option<&str>) -> Result<String, &'static str> {
+    let source = source.ok_or(REQUIRED)?;
+    normalize_source(source).map_err(
+        |_| "Must be a host name, a *.suffix pattern or $wildcard, at most 253 characters.",
+    )
+}
+
+/// A trimmed string without NULs; `None` for missing, `null` or blank.
+fn string(value: Option<&Value>) -> Result<Option<String>, &'static str> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.replace('\0', "");
+            let s = s.trim();
+            Ok((!s.is_empty()).then(|| s.to_owned()))
+        }
+        Some(_) => Err("Must be a string."),
+    }
+}
+
+fn parse_settings(value: Option<&Value>) -> Result<Settings, Value> {
+    let fields = match value {
+        None | Some(Value::Null) => return Ok(Settings::default()),
+        Some(Value::Object(fields)) => fields,
+        Some(_) => return Err("Must be an object.".into()),
+    };
+    let mut errors = Map::new();
+    let mut field = |name: &str, result: Result<(), &'static str>| {
+        if let Err(e) = result {
+            errors.insert(name.into(), e.into());
+        }
+    };
+    let mut settings = Settings::default();
+    field(
+        "enforce_https",
+        boolean(fields.get("enforce_https")).map(|b| settings.enforce_https = b),
+    );
+    field(
+        "mode",
+        match string(fields.get("mode")) {
+            Ok(None) => Ok(()),
+            Ok(Some(m)) if m == "proxy" => Ok(()),
+            Ok(Some(m)) if m == "redirect" => {
+                settings.mode = Mode::Redirect;
+                Ok(())
+            }
+            _ => Err("Must be one of: proxy, redirect."),
+        },
+    );
+    field(
+        "certificate_path",
+        string(fields.get("certificate_path"))
+            .map(|p| settings.certificate_path = p)
+            .map_err(|_| "Must be a string or null."),
+    );
+    field(
+        "key_path",
+        string(fields.get("key_path"))
+            .map(|p| settings.key_path = p)
+            .map_err(|_| "Must be a string or null."),
+    );
+    if errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(Value::Object(errors))
+    }
+}
+
+/// Ceryx's non-strict booleans: `true`/`false`, 1/0, and the strings "true", "false",
+/// "on", "off", "yes", "no", "1", "0" and "" in any case.
+fn boolean(value: Option<&Value>) -> Result<bool, &'static str> {
+    const BAD: &str = "Must be a boolean.";
+    match value {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            _ => Err(BAD),
+        },
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" | "" => Ok(false),
+            _ => Err(BAD),
+        },
+        Some(_) => Err(BAD),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn old_client_bodies_are_accepted() {
+        let body = json!({
+            "source": " App.Example.com ",
+            "target": "api:5555",
+            "settings": {"enforce_https": "1", "mode": null, "certificate_path": null, "key_path": "  ", "extra": 1},
+            "unknown": true
+        });
+        let route = parse_route(&body, None).unwrap();
+        assert_eq!(route.source, "app.example.com");
+        assert_eq!(route.target, "http://api:5555");
+        assert!(route.settings.enforce_https);
+        assert_eq!(route.settings.mode, Mode::Proxy);
+        assert_eq!(route.settings.key_path, None);
+        let put = parse_route(
+            &json!({"source": "ignored.test", "target": "https://x"}),
+            Some("path.test"),
+        )
+        .unwrap();
+        assert_eq!(put.source, "path.test");
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let body = json!({"source": "bad host", "settings": {"enforce_https": "maybe", "mode": "tunnel", "key_path": 3}});
+        let errors = parse_route(&body, None).unwrap_err();
+        assert_eq!(errors["target"], REQUIRED);
+        assert!(errors["source"].as_str().unwrap().contains("host name"));
+        assert_eq!(errors["settings"]["enforce_https"], "Must be a boolean.");
+        assert_eq!(
+            errors["settings"]["mode"],
+            "Must be one of: proxy, redirect."
+        );
+        assert_eq!(errors["settings"]["key_path"], "Must be a string or null.");
+        assert!(
+            parse_route(&json!(["not", "an", "object"]), None)
+                .unwrap_err()
+                .contains_key("body")
+        );
+        let long = format!("{}.com", "a.".repeat(130));
+        assert!(
+            parse_route(&json!({"source": long, "target": "x"}), None)
+                .unwrap_err()
+                .contains_key("source")
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The REST API, compatible with every generation of Ceryx's (`/api/routes`, with or
+//! without trailing slashes, and the legacy `/route` aliases). Writes go through the
+//! route store, so every proxy serves them at once.
+
+mod input;
+mod openapi;
+mod reply;
+
+pub use reply::ApiError;
+
+use crate::route::{Route, normalize_source};
+use crate::store::RouteStore;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Router, body::Bytes};
+use reply::json;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body the API reads; a route is a few hundred bytes.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Api {
+    store: Arc<dyn RouteStore>,
+    token: Option<Arc<str>>,
+}
+
+/// The API's routes over `store`; with `token`, every call but the probes needs
+/// `Authorization: Bearer <token>`.
+pub fn router(store: Arc<dyn RouteStore>, token: Option<String>) -> Router {
+    let api = Api {
+        store,
+        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+    };
+    let collection = get(list).post(create);
+    let item = get(read).put(update).delete(remove);
+    let routes = Router::new()
+        .route("/api/routes", collection.clone())
+        .route("/api/routes/", collection.clone())
+        .route("/route", collection.clone())
+        .route("/route/", collection)
+        .route("/api/routes/{source}", item.clone())
+        .route("/api/routes/{source}/", item)
+        .route("/api/openapi.json", get(openapi::document))
+        .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
+    Router::new()
+        .merge(routes)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::NoSuchPath })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn authorize(
+    State(api): State<Api>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &api.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(json(StatusCode::OK, &api.store.list().await?))
+}
+
+async fn create(
+    State(api): State<Api>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let route = reply::route_from(body, None)?;
+    api.store.put(&route).await?;
+    Ok(json(StatusCode::CREATED, &route))
+}
+
+async fn read(State(api): State<Api>, Path(source): Path<String>) -> Result<Response, ApiError> {
+    match find(&api, &source).await? {
+        Some(route) => Ok(json(StatusCode::OK, &route)),
+        None => Err(ApiError::NotFound(source)),
+    }
+}
+
+async fn update(
+    State(api): State<Api>,
+    Path(source): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let route = reply::route_from(body, Some(&source))?;
+    api.store.put(&route).await?;
+    Ok(json(StatusCode::OK, &route))
+}
+
+async fn remove(State(api): State<Api>, Path(source): Path<String>) -> Result<Response, ApiError> {
+    // Old tools may have stored a source verbatim (any case): remove that key too.
+    if let Ok(normalized) = normalize_source(&source) {
+        api.store.delete(&normalized).await?;
+    }
+    if normalize_source(&source).ok().as_deref() != Some(source.as_str()) {
+        api.store.delete(&source).await?;
+    }
+    Ok(reply::no_content())
+}
+
+/// The route for a source as normalised, else as stored verbatim by another tool.
+async fn find(api: &Api, source: &str) -> Result<Option<Route>, ApiError> {
+    if let Ok(normalized) = normalize_source(source)
+        && let Some(route) = api.store.get(&normalized).await?
+    {
+        return Ok(Some(route));
+    }
+    Ok(api.store.get(source).await?)
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
+    api.store.ping().await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ready"}),
+    ))
+}
