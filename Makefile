@@ -1,5 +1,5 @@
 # Every recipe is one obvious command; `make help` lists them.
-.PHONY: help build run test lint fmt
+.PHONY: help build run test lint fmt bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -7,12 +7,16 @@ help: ## list the targets
 build: ## release binary at target/release/ceryx
 	cargo build --release --locked
 
-run: ## run proxy on :8080 (in-memory routes unless CERYX_REDIS_* is set)
+run: ## proxy on :8080, API on 127.0.0.1:5555 (in-memory routes unless CERYX_REDIS_* is set)
 	cargo run --release --locked -- run
 
-test: ## all tests (installs redis-server first if missing and root)
+test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, wrk if missing and root)
 	bash scripts/test-deps
+	bash bench/run --smoke
 	cargo test --locked
+
+bench: ## Ceryx beside nginx on this machine; prints the table of docs/benchmarks.md
+	bash bench/run
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --check

@@ -53,6 +53,8 @@ where
 pub struct RedisServer {
     pub port: u16,
     pub password: Option<String>,
+    /// Where an append-only file keeps the data across restarts, if anywhere.
+    persist: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -66,6 +68,22 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             password: password.map(String::from),
+            persist: None,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// A server that keeps its data across `restart` (append-only file).
+    pub async fn start_persistent() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("ceryx-test-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer {
+            port,
+            password: None,
+            persist: Some(dir),
             child: None,
         };
         server.spawn().await;
@@ -74,18 +92,21 @@ impl RedisServer {
 
     async fn spawn(&mut self) {
         let port = self.port.to_string();
-        let mut args = vec![
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
         if let Some(password) = &self.password {
             args.extend(["--requirepass", password]);
+        }
+        let dir = self.persist.as_ref().map(|d| d.display().to_string());
+        match &dir {
+            Some(dir) => args.extend([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ]),
+            None => args.extend(["--appendonly", "no"]),
         }
         let child = Command::new("redis-server")
             .args(&args)
@@ -154,6 +175,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.persist {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
