@@ -486,7 +486,7 @@ impl Bench {
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
                 while running.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let target = if (changes / hosts as u64) % 2 == 0 {
+                    let target = if (changes / hosts as u64).is_multiple_of(2) {
                         &b
                     } else {
                         &a

@@ -56,7 +56,7 @@ async fn no_request_fails_while_targets_flip() {
     let load = hammer(proxy.addr, hosts.clone(), stop.clone());
 
     for flip in 0..400 {
-        let target = if (flip / hosts.len()) % 2 == 0 {
+        let target = if (flip / hosts.len()).is_multiple_of(2) {
             &b
         } else {
             &a
