@@ -21,8 +21,8 @@ pub struct RequestBody {
     inner: Incoming,
     /// Bytes still allowed; `None` for no limit.
     remaining: Option<u64>,
-    sent: Option<oneshot::Sender<()>>,
-    received: Arc<AtomicU64>,
+    /// Set while the body is being followed: where to report.
+    report: Option<(oneshot::Sender<()>, Arc<AtomicU64>)>,
 }
 
 /// How the forwarder follows a body's upload.
@@ -34,25 +34,30 @@ pub struct Progress {
 }
 
 impl RequestBody {
-    /// Wraps `inner`, allowing `limit` bytes (0: any number).
-    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Progress) {
+    /// Wraps `inner`, allowing `limit` bytes (0: any number). The progress is `None`
+    /// when there is no body at all (nothing to follow, and it may never be polled).
+    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Progress>) {
+        let remaining = (limit > 0).then_some(limit);
+        if inner.is_end_stream() {
+            let body = RequestBody {
+                inner,
+                remaining,
+                report: None,
+            };
+            return (body, None);
+        }
         let (tx, rx) = oneshot::channel();
         let received = Arc::new(AtomicU64::new(0));
-        let mut body = RequestBody {
-            remaining: (limit > 0).then_some(limit),
-            sent: Some(tx),
-            received: received.clone(),
+        let body = RequestBody {
             inner,
+            remaining,
+            report: Some((tx, received.clone())),
         };
-        // An empty body may never be polled at all.
-        if body.inner.is_end_stream() {
-            body.finish();
-        }
-        (body, Progress { sent: rx, received })
+        (body, Some(Progress { sent: rx, received }))
     }
 
     fn finish(&mut self) {
-        if let Some(sent) = self.sent.take() {
+        if let Some((sent, _)) = self.report.take() {
             let _ = sent.send(());
         }
     }
@@ -78,7 +83,9 @@ impl Body for RequestBody {
         };
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
-            this.received.fetch_add(len, Ordering::Relaxed);
+            if let Some((_, received)) = &this.report {
+                received.fetch_add(len, Ordering::Relaxed);
+            }
             if let Some(remaining) = &mut this.remaining {
                 match remaining.checked_sub(len) {
                     Some(left) => *remaining = left,

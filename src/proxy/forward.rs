@@ -1,7 +1,7 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
-use super::body::{RequestBody, TooLarge};
+use super::body::{Progress, RequestBody, TooLarge};
 use super::error::ProxyError;
 use super::{Body, headers};
 use crate::route::Upstream;
@@ -16,6 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::error::Error as StdError;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -109,35 +110,16 @@ impl Forwarder {
         headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let (body, mut progress) = RequestBody::new(body, to.max_body);
-
-        // The response timeout runs from the moment the whole body is sent (or the
-        // upstream answers early), so slow uploads are not taken for slow upstreams;
-        // an upload that stalls for as long is cut (nginx `client_body_timeout`).
+        let (body, progress) = RequestBody::new(body, to.max_body);
         let sent = self
             .client
             .request(Request::from_parts(parts, body.boxed()));
-        tokio::pin!(sent);
-        let mut last_received = 0;
-        let early = loop {
-            tokio::select! {
-                response = &mut sent => break Some(response),
-                _ = &mut progress.sent => break None,
-                _ = tokio::time::sleep(self.response_timeout) => {
-                    let received = progress.received.load(Ordering::Relaxed);
-                    if received == last_received {
-                        return Err(ProxyError::ClientTimeout);
-                    }
-                    last_received = received;
-                }
-            }
+        let result = match progress {
+            // No body to wait for (GET and the like): only the response timeout applies.
+            None => tokio::time::timeout(self.response_timeout, sent).await,
+            Some(progress) => self.after_upload(sent, progress).await?,
         };
-        let result = match early {
-            Some(response) => response,
-            None => tokio::time::timeout(self.response_timeout, sent)
-                .await
-                .map_err(|_| ProxyError::GatewayTimeout)?,
-        };
+        let result = result.map_err(|_| ProxyError::GatewayTimeout)?;
         let mut response = result.map_err(|e| classify(&e, to.max_body))?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -154,6 +136,33 @@ impl Forwarder {
         }
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response.map(|body| body.map_err(Into::into).boxed()))
+    }
+
+    /// Waits for the response of a request with a body. The response timeout runs from
+    /// the moment the whole body is sent (or the upstream answers early), so slow uploads
+    /// are not taken for slow upstreams; an upload that stalls for as long is cut (nginx
+    /// `client_body_timeout`).
+    async fn after_upload<F: Future>(
+        &self,
+        sent: F,
+        mut progress: Progress,
+    ) -> Result<Result<F::Output, tokio::time::error::Elapsed>, ProxyError> {
+        tokio::pin!(sent);
+        let mut last_received = 0;
+        loop {
+            tokio::select! {
+                response = &mut sent => return Ok(Ok(response)),
+                _ = &mut progress.sent => break,
+                _ = tokio::time::sleep(self.response_timeout) => {
+                    let received = progress.received.load(Ordering::Relaxed);
+                    if received == last_received {
+                        return Err(ProxyError::ClientTimeout);
+                    }
+                    last_received = received;
+                }
+            }
+        }
+        Ok(tokio::time::timeout(self.response_timeout, sent).await)
     }
 
     fn spawn_tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
