@@ -98,11 +98,7 @@ async fn a_route_change_reaches_two_proxy_processes_within_milliseconds() {
     store.put(&route("svc.test", &a.url())).await.unwrap();
     for replica in &replicas {
         assert_eq!(
-            client
-                .get(replica.addr, "svc.test", "/")
-                .await
-                .upstream()
-                .as_deref(),
+            client.served_by(replica.addr, "svc.test").await.as_deref(),
             Some("a")
         );
     }
@@ -117,12 +113,7 @@ async fn a_route_change_reaches_two_proxy_processes_within_milliseconds() {
                 Duration::from_secs(2),
                 "the change to reach a replica",
                 || async {
-                    client
-                        .get(replica.addr, "svc.test", "/")
-                        .await
-                        .upstream()
-                        .as_deref()
-                        != Some(from)
+                    client.served_by(replica.addr, "svc.test").await.as_deref() != Some(from)
                 },
             )
             .await;

@@ -115,12 +115,13 @@ impl RouteCache {
         } else {
             Err(StoreError::Unavailable)
         };
-        if fetched.is_ok() {
-            self.retry_at.store(0, Ordering::Relaxed);
-        } else if let Err(e) = &fetched {
-            let retry_at = self.now_ms() + RETRY_AFTER.as_millis() as u64;
-            if self.retry_at.swap(retry_at, Ordering::Relaxed) == 0 {
-                tracing::warn!(error = %e, "route store unreachable; serving last known routes");
+        match &fetched {
+            Ok(()) => self.retry_at.store(0, Ordering::Relaxed),
+            Err(e) => {
+                let retry_at = self.now_ms() + RETRY_AFTER.as_millis() as u64;
+                if self.retry_at.swap(retry_at, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %e, "route store unreachable; serving last known routes");
+                }
             }
         }
         // After a failed fetch, stale entries are the last known good answer; only a

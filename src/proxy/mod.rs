@@ -52,11 +52,6 @@ impl Proxy {
         }))
     }
 
-    /// The route cache (for readiness and tests).
-    pub fn cache(&self) -> &Arc<RouteCache> {
-        &self.cache
-    }
-
     /// Answers one request that arrived from `peer` on a listener of scheme `listener`.
     pub async fn handle(
         &self,

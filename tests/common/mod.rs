@@ -402,6 +402,11 @@ impl TestClient {
         }
     }
 
+    /// The name of the echo upstream that answered `GET /` for `host`, if one did.
+    pub async fn served_by(&self, to: SocketAddr, host: &str) -> Option<String> {
+        self.get(to, host, "/").await.upstream()
+    }
+
     pub async fn get(&self, to: SocketAddr, host: &str, path: &str) -> Reply {
         self.send(to, Request::get(path).header("host", host), Bytes::new())
             .await
