@@ -84,8 +84,8 @@ impl Forwarder {
         })
     }
 
-    /// Forwards a request whose headers are already rewritten for the upstream, except
-    /// for the hop-by-hop ones.
+    /// Forwards a request: drops hop-by-hop headers, sets the forwarding ones, streams
+    /// the body up and the answer back, and tunnels an accepted upgrade.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -116,10 +116,11 @@ impl Forwarder {
             .request(Request::from_parts(parts, body.boxed()));
         let result = match progress {
             // No body to wait for (GET and the like): only the response timeout applies.
-            None => tokio::time::timeout(self.response_timeout, sent).await,
+            None => tokio::time::timeout(self.response_timeout, sent)
+                .await
+                .map_err(|_| ProxyError::GatewayTimeout)?,
             Some(progress) => self.after_upload(sent, progress).await?,
         };
-        let result = result.map_err(|_| ProxyError::GatewayTimeout)?;
         let mut response = result.map_err(|e| classify(&e, to.max_body))?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -146,12 +147,12 @@ impl Forwarder {
         &self,
         sent: F,
         mut progress: Progress,
-    ) -> Result<Result<F::Output, tokio::time::error::Elapsed>, ProxyError> {
+    ) -> Result<F::Output, ProxyError> {
         tokio::pin!(sent);
         let mut last_received = 0;
         loop {
             tokio::select! {
-                response = &mut sent => return Ok(Ok(response)),
+                response = &mut sent => return Ok(response),
                 _ = &mut progress.sent => break,
                 _ = tokio::time::sleep(self.response_timeout) => {
                     let received = progress.received.load(Ordering::Relaxed);
@@ -162,7 +163,9 @@ impl Forwarder {
                 }
             }
         }
-        Ok(tokio::time::timeout(self.response_timeout, sent).await)
+        tokio::time::timeout(self.response_timeout, sent)
+            .await
+            .map_err(|_| ProxyError::GatewayTimeout)
     }
 
     fn spawn_tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {

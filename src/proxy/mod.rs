@@ -22,6 +22,8 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+const NO_HOST: &str = "The request has no valid Host header.";
+
 /// The body type of every response the proxy sends.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
@@ -98,14 +100,10 @@ impl Proxy {
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .ok_or(ProxyError::BadRequest(
-                    "The request has no valid Host header.",
-                ))?
+                .ok_or(ProxyError::BadRequest(NO_HOST))?
                 .to_owned(),
         };
-        let host = normalize_host(&raw_host).ok_or(ProxyError::BadRequest(
-            "The request has no valid Host header.",
-        ))?;
+        let host = normalize_host(&raw_host).ok_or(ProxyError::BadRequest(NO_HOST))?;
         let proto = self.client_proto(&req, peer, listener);
 
         let resolved = match self.cache.resolve(&host).await {
