@@ -1,5 +1,5 @@
 # Every recipe is one obvious command; `make help` lists them.
-.PHONY: help build run test lint fmt bench
+.PHONY: help build run test lint fmt bench crd
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ bench: ## Ceryx beside nginx on this machine; prints the table of docs/benchmark
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+crd: ## regenerate crds/ceryxroute.yaml from the Rust types
+	cargo run --locked -q -- crd > crds/ceryxroute.yaml
 
 fmt: ## format the code
 	cargo fmt

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod proxy;
 pub mod route;
 pub mod store;

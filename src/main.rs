@@ -34,6 +34,8 @@ enum Command {
     Proxy(ProxyCommand),
     /// The Ceryx-compatible REST API alone.
     Api(ApiCommand),
+    /// Print the CeryxRoute CustomResourceDefinition (YAML), for `kubectl apply -f -`.
+    Crd,
 }
 
 #[derive(Args)]
@@ -65,6 +67,10 @@ struct ApiCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Crd = cli.command {
+        print!("{}", ceryx::controller::crd_yaml()?);
+        return Ok(());
+    }
     let level = if cli.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -94,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&cmd.store)?;
             start_api(store, cmd.api, shutdown).await?.await??;
         }
+        Command::Crd => unreachable!("answered above"),
     }
     tracing::info!("stopped");
     Ok(())

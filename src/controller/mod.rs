@@ -1,0 +1,11 @@
+//! The Kubernetes side: the `CeryxRoute` custom resource (and, to come, its reconciler).
+
+pub mod crd;
+
+pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+
+/// The CRD as YAML, exactly as `crds/ceryxroute.yaml` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&CeryxRoute::crd())
+}
