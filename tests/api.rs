@@ -450,3 +450,47 @@ async fn a_route_created_through_the_api_is_served_by_another_proxy_on_the_next_
         );
     }
 }
+
+#[tokio::test]
+async fn routes_a_resource_owns_are_refused_with_409_and_left_intact() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let owner = ceryx::store::Writer::Resource {
+        owner: "shop/web",
+        take_unowned: false,
+    };
+    store
+        .write(&route("owned.test", "http://web:80"), owner)
+        .await
+        .unwrap();
+    let api = RunningApi::start(store.clone(), None).await;
+    let client = TestClient::default();
+
+    let calls = [
+        (Request::post("/api/routes"), body("owned.test")),
+        (
+            Request::put("/api/routes/owned.test"),
+            r#"{"target": "http://elsewhere"}"#.to_owned(),
+        ),
+        (Request::delete("/api/routes/owned.test/"), String::new()),
+    ];
+    for (req, payload) in calls {
+        let reply = client.send(api.addr, req, payload).await;
+        assert_eq!(reply.status, StatusCode::CONFLICT);
+        assert!(
+            reply.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("shop/web"),
+            "{}",
+            text(&reply)
+        );
+    }
+    let read = client
+        .send(api.addr, Request::get("/api/routes/owned.test"), "")
+        .await;
+    assert_eq!(
+        (read.status, read.json()["target"].as_str()),
+        (StatusCode::OK, Some("http://web:80"))
+    );
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use ceryx::route::{Mode, Route, Settings};
-use ceryx::store::{Change, RedisStore, RouteStore};
+use ceryx::store::{Change, RedisStore, RouteStore, StoreError, Writer};
 use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,4 +99,94 @@ async fn unreachable_redis_is_an_error_not_an_empty_answer() {
     let store = RedisStore::connect(&config).unwrap();
     assert!(store.get("x.test").await.is_err());
     assert!(store.put(&route("x.test", "t:1")).await.is_err());
+}
+
+/// The ownership rules every store must follow, for the controller and the REST API.
+async fn ownership_rules(store: &dyn RouteStore) {
+    let mine = Writer::Resource {
+        owner: "shop/web",
+        take_unowned: false,
+    };
+    let other = Writer::Resource {
+        owner: "shop/other",
+        take_unowned: false,
+    };
+    let taker = Writer::Resource {
+        owner: "shop/taker",
+        take_unowned: true,
+    };
+
+    store
+        .write(&route("owned.test", "t:1"), mine)
+        .await
+        .unwrap();
+    store
+        .write(&route("owned.test", "t:2"), mine)
+        .await
+        .unwrap();
+    assert!(
+        matches!(store.write(&route("owned.test", "t:3"), other).await, Err(StoreError::Owned(o)) if o == "shop/web")
+    );
+    assert!(matches!(
+        store.put(&route("owned.test", "t:4")).await,
+        Err(StoreError::Owned(_))
+    ));
+    assert!(matches!(
+        store.delete("owned.test").await,
+        Err(StoreError::Owned(_))
+    ));
+    assert!(
+        !store.remove("owned.test", other).await.unwrap(),
+        "another resource deleted it"
+    );
+    assert_eq!(
+        store.get("owned.test").await.unwrap().unwrap().target,
+        "http://t:2"
+    );
+    assert_eq!(
+        store.owners().await.unwrap(),
+        [("owned.test".to_string(), "shop/web".to_string())]
+    );
+
+    // A route the REST API made is not taken over unless the resource asks.
+    store.put(&route("api.test", "t:1")).await.unwrap();
+    assert!(matches!(
+        store.write(&route("api.test", "t:9"), mine).await,
+        Err(StoreError::Unowned)
+    ));
+    store.write(&route("api.test", "t:9"), taker).await.unwrap();
+    assert!(
+        matches!(store.put(&route("api.test", "t:1")).await, Err(StoreError::Owned(o)) if o == "shop/taker")
+    );
+
+    assert!(store.remove("owned.test", mine).await.unwrap());
+    assert_eq!(store.get("owned.test").await.unwrap(), None);
+    // Once its owner deleted it, the host is free for anyone.
+    store.put(&route("owned.test", "t:5")).await.unwrap();
+    assert_eq!(
+        store.owners().await.unwrap(),
+        [("api.test".to_string(), "shop/taker".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn ownership_in_redis() {
+    let redis = RedisServer::start().await;
+    ownership_rules(redis.store().as_ref()).await;
+    // Ours are new keys: old Ceryx still sees a plain route and a plain settings hash.
+    let mut raw = redis.raw().await;
+    let owner: String = redis::AsyncCommands::get(&mut raw, "ceryx:owners:api.test")
+        .await
+        .unwrap();
+    assert_eq!(owner, "shop/taker");
+    let hash: std::collections::HashMap<String, String> =
+        redis::AsyncCommands::hgetall(&mut raw, "ceryx:settings:api.test")
+            .await
+            .unwrap();
+    assert_eq!(hash.len(), 2, "{hash:?}");
+}
+
+#[tokio::test]
+async fn ownership_in_memory() {
+    ownership_rules(&ceryx::store::MemoryStore::default()).await;
 }

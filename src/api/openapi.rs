@@ -52,6 +52,7 @@ fn spec() -> Value {
                     "responses": {
                         "201": route("The route as stored"),
                         "400": error("Invalid JSON or fields; `errors` names each field"),
+                        "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
                         "413": error("Body too large"),
                         "503": error("Route store unavailable")
@@ -75,6 +76,7 @@ fn spec() -> Value {
                     "responses": {
                         "200": route("The route as stored"),
                         "400": error("Invalid JSON or fields; `errors` names each field"),
+                        "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
                         "413": error("Body too large"),
                         "503": error("Route store unavailable")
@@ -84,6 +86,7 @@ fn spec() -> Value {
                     "summary": "Delete a route (idempotent)",
                     "responses": {
                         "204": {"description": "Deleted, or did not exist"},
+                        "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
                         "503": error("Route store unavailable")
                     }

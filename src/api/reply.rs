@@ -39,9 +39,21 @@ pub enum ApiError {
     /// The endpoint exists, the method does not.
     #[error("Method not allowed.")]
     MethodNotAllowed,
+    /// The route belongs to a Kubernetes resource; nothing was changed.
+    #[error("The route is managed by CeryxRoute {0}; change it through Kubernetes.")]
+    Owned(String),
     /// The route store failed; nothing was changed.
     #[error("The route store is unavailable: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Owned(owner) => ApiError::Owned(owner),
+            other => ApiError::Store(other),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -54,6 +66,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Owned(_) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if let ApiError::Store(e) = &self {

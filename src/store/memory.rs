@@ -1,6 +1,6 @@
 //! The embedded store: routes in this process's memory, for running without Redis.
 
-use super::{Change, RouteStore, StoreError, Watcher, Watchers};
+use super::{Change, RouteStore, StoreError, Watcher, Watchers, Writer};
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -9,18 +9,24 @@ use std::sync::RwLock;
 /// Routes kept in memory; lost when the process stops.
 #[derive(Default)]
 pub struct MemoryStore {
-    routes: RwLock<HashMap<String, Route>>,
+    routes: RwLock<HashMap<String, Stored>>,
     watchers: Watchers,
 }
 
+#[derive(Clone)]
+struct Stored {
+    route: Route,
+    owner: Option<String>,
+}
+
 impl MemoryStore {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Route>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Stored>> {
         // A panic while holding the lock cannot leave a half-written map: every write
         // is a single insert or remove.
         self.routes.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Route>> {
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Stored>> {
         self.routes.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -33,25 +39,55 @@ impl MemoryStore {
 impl RouteStore for MemoryStore {
     async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
         let routes = self.read();
-        Ok(sources.iter().map(|s| routes.get(*s).cloned()).collect())
+        Ok(sources
+            .iter()
+            .map(|s| routes.get(*s).map(|stored| stored.route.clone()))
+            .collect())
     }
 
     async fn list(&self) -> Result<Vec<Route>, StoreError> {
-        let mut routes: Vec<Route> = self.read().values().cloned().collect();
+        let mut routes: Vec<Route> = self.read().values().map(|s| s.route.clone()).collect();
         routes.sort_by(|a, b| a.source.cmp(&b.source));
         Ok(routes)
     }
 
-    async fn put(&self, route: &Route) -> Result<(), StoreError> {
-        self.write().insert(route.source.clone(), route.clone());
+    async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
+        {
+            let mut routes = self.lock();
+            let current = routes.get(&route.source);
+            by.may_change(current.and_then(|s| s.owner.as_deref()), current.is_some())?;
+            let owner = by.owner().map(String::from);
+            routes.insert(
+                route.source.clone(),
+                Stored {
+                    route: route.clone(),
+                    owner,
+                },
+            );
+        }
         self.announce(&route.source);
         Ok(())
     }
 
-    async fn delete(&self, source: &str) -> Result<bool, StoreError> {
-        let existed = self.write().remove(source).is_some();
+    async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
+        let existed = {
+            let mut routes = self.lock();
+            let owner = routes.get(source).and_then(|s| s.owner.as_deref());
+            if !by.may_remove(owner)? {
+                return Ok(false);
+            }
+            routes.remove(source).is_some()
+        };
         self.announce(source);
         Ok(existed)
+    }
+
+    async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .read()
+            .iter()
+            .filter_map(|(source, s)| Some((source.clone(), s.owner.clone()?)))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -29,6 +29,14 @@ pub enum StoreError {
     /// Redis did not answer within `CERYX_REDIS_TIMEOUT`.
     #[error("redis did not answer in time")]
     Timeout,
+    /// The route belongs to a Kubernetes resource (`<namespace>/<name>`), and this
+    /// writer is not it; nothing was changed.
+    #[error("the route is owned by CeryxRoute {0}")]
+    Owned(String),
+    /// The route exists without an owner (written through the REST API or directly),
+    /// and the resource did not ask to take it over; nothing was changed.
+    #[error("the route exists and is not owned by a CeryxRoute")]
+    Unowned,
     /// A recent call failed; the store is not asked again for a moment.
     #[error("route store unavailable")]
     Unavailable,
@@ -43,11 +51,15 @@ pub trait RouteStore: Send + Sync + 'static {
     /// Every route in the store.
     async fn list(&self) -> Result<Vec<Route>, StoreError>;
 
-    /// Writes a route (target and settings together, atomically) and announces it.
-    async fn put(&self, route: &Route) -> Result<(), StoreError>;
+    /// Writes a route (target, settings and owner together, atomically) and announces
+    /// it, if `by` may: see [`Writer`].
+    async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError>;
 
-    /// Deletes a route and announces it; `true` if it existed.
-    async fn delete(&self, source: &str) -> Result<bool, StoreError>;
+    /// Deletes a route and announces it, if `by` may; `true` if it existed.
+    async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError>;
+
+    /// The resource (`<namespace>/<name>`) that owns each owned route, by source.
+    async fn owners(&self) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -59,6 +71,68 @@ pub trait RouteStore: Send + Sync + 'static {
     /// One route, if it exists.
     async fn get(&self, source: &str) -> Result<Option<Route>, StoreError> {
         Ok(self.fetch(&[source]).await?.pop().flatten())
+    }
+
+    /// Writes a route as the REST API does.
+    async fn put(&self, route: &Route) -> Result<(), StoreError> {
+        self.write(route, Writer::Api).await
+    }
+
+    /// Deletes a route as the REST API does.
+    async fn delete(&self, source: &str) -> Result<bool, StoreError> {
+        self.remove(source, Writer::Api).await
+    }
+}
+
+/// Who writes a route, which decides whether the write may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer<'a> {
+    /// The REST API (or a test, or a tool): may change any route no resource owns.
+    Api,
+    /// A `CeryxRoute` (`<namespace>/<name>`): may change the routes it owns, claim
+    /// hosts nobody has, and take over an unowned route only when it says so.
+    Resource {
+        /// `<namespace>/<name>` of the resource.
+        owner: &'a str,
+        /// Take over a route that exists without an owner.
+        take_unowned: bool,
+    },
+}
+
+impl Writer<'_> {
+    /// Decides a write or delete, given the route's current owner and whether it exists.
+    pub fn may_change(&self, owner: Option<&str>, exists: bool) -> Result<(), StoreError> {
+        match (self, owner) {
+            (_, Some(current)) if Some(current) != self.owner() => {
+                Err(StoreError::Owned(current.to_owned()))
+            }
+            (
+                Writer::Resource {
+                    take_unowned: false,
+                    ..
+                },
+                None,
+            ) if exists => Err(StoreError::Unowned),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decides a delete: `Ok(true)` to delete, `Ok(false)` to leave a route that is not
+    /// this resource's alone, `Err` when the REST API touches an owned route.
+    pub fn may_remove(&self, owner: Option<&str>) -> Result<bool, StoreError> {
+        match (self, owner) {
+            (Writer::Api, None) => Ok(true),
+            (Writer::Api, Some(current)) => Err(StoreError::Owned(current.to_owned())),
+            (Writer::Resource { owner: me, .. }, current) => Ok(current == Some(*me)),
+        }
+    }
+
+    /// The owner recorded by this writer, if any.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Writer::Api => None,
+            Writer::Resource { owner, .. } => Some(owner),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! Change notices are ours: the source is published on `<prefix>:events` inside the same
 //! MULTI/EXEC as the write, so a reader never sees the notice without the data.
 
-use super::{Change, RouteStore, StoreError, Watcher, Watchers};
+use super::{Change, RouteStore, StoreError, Watcher, Watchers, Writer};
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -13,6 +13,38 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// One route's write, with the ownership check, as one atomic step (KEYS: route,
+/// settings, owner; ARGV: target, owner or "", take over "1"/"0", channel, source, then
+/// the settings' field/value pairs).
+const WRITE: &str = r#"
+local current = redis.call('GET', KEYS[3])
+if current and current ~= ARGV[2] then return 'owned:' .. current end
+if ARGV[2] ~= '' and not current and ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return 'unowned'
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 'ok'
+"#;
+
+/// One route's delete, with the ownership check (KEYS: route, settings, owner; ARGV:
+/// owner or "", channel, source).
+const REMOVE: &str = r#"
+local current = redis.call('GET', KEYS[3])
+if ARGV[1] == '' then
+  if current then return 'owned:' .. current end
+elseif current ~= ARGV[1] then
+  return 'kept'
+end
+local deleted = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 'deleted:' .. deleted
+"#;
 
 /// How many keys one SCAN step and one fetch pipeline handle when listing.
 const BATCH: usize = 500;
@@ -108,6 +140,37 @@ impl RedisStore {
         format!("{}:settings:{source}", self.prefix)
     }
 
+    fn owner_key(&self, source: &str) -> String {
+        format!("{}:owners:{source}", self.prefix)
+    }
+
+    /// Every key starting with `key_prefix` (SCAN, never KEYS), without duplicates.
+    async fn scan(&self, key_prefix: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{}*", escape_glob(key_prefix));
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let step = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(BATCH)
+                .to_owned();
+            let (next, found): (u64, Vec<String>) = self.run(step.query_async(&mut conn)).await?;
+            keys.extend(found);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        // SCAN may return a key more than once.
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
     fn channel(&self) -> String {
         format!("{}:events", self.prefix)
     }
@@ -158,83 +221,109 @@ impl RouteStore for RedisStore {
 
     async fn list(&self) -> Result<Vec<Route>, StoreError> {
         let key_prefix = self.route_key("");
-        let pattern = format!("{}*", escape_glob(&key_prefix));
-        let mut conn = self.conn.clone();
-        let mut cursor = 0u64;
-        let mut routes = Vec::new();
-        loop {
-            let scan = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(BATCH)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = self.run(scan.query_async(&mut conn)).await?;
-            let sources: Vec<&str> = keys
-                .iter()
-                .filter_map(|k| k.strip_prefix(&key_prefix))
-                .collect();
+        let keys = self.scan(&key_prefix).await?;
+        let sources: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&key_prefix))
+            .collect();
+        let mut routes = Vec::with_capacity(sources.len());
+        for chunk in sources.chunks(BATCH) {
             // A key deleted between SCAN and GET is simply not listed.
-            routes.extend(self.fetch(&sources).await?.into_iter().flatten());
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
+            routes.extend(self.fetch(chunk).await?.into_iter().flatten());
         }
         routes.sort_by(|a, b| a.source.cmp(&b.source));
-        routes.dedup_by(|a, b| a.source == b.source);
         Ok(routes)
     }
 
-    async fn put(&self, route: &Route) -> Result<(), StoreError> {
+    async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
         let settings = &route.settings;
-        let mut fields = vec![
-            (
-                "enforce_https",
-                if settings.enforce_https { "1" } else { "0" },
-            ),
-            ("mode", settings.mode.as_str()),
-        ];
+        let mut call = redis::cmd("EVAL");
+        call.arg(WRITE)
+            .arg(3)
+            .arg(self.route_key(&route.source))
+            .arg(self.settings_key(&route.source))
+            .arg(self.owner_key(&route.source))
+            .arg(&route.target)
+            .arg(by.owner().unwrap_or(""))
+            .arg(matches!(
+                by,
+                Writer::Resource {
+                    take_unowned: true,
+                    ..
+                }
+            ) as u8)
+            .arg(self.channel())
+            .arg(&route.source)
+            .arg("enforce_https")
+            .arg(if settings.enforce_https { "1" } else { "0" })
+            .arg("mode")
+            .arg(settings.mode.as_str());
+        // The hash is replaced, not merged: no stale certificate path survives an update.
         if let Some(path) = &settings.certificate_path {
-            fields.push(("certificate_path", path));
+            call.arg("certificate_path").arg(path);
         }
         if let Some(path) = &settings.key_path {
-            fields.push(("key_path", path));
+            call.arg("key_path").arg(path);
         }
-        let settings_key = self.settings_key(&route.source);
-        // The hash is replaced, not merged: no stale certificate path survives an update.
-        let pipe = redis::pipe()
-            .atomic()
-            .set(self.route_key(&route.source), &route.target)
-            .ignore()
-            .del(&settings_key)
-            .ignore()
-            .hset_multiple(&settings_key, &fields)
-            .ignore()
-            .publish(self.channel(), &route.source)
-            .ignore()
-            .to_owned();
         let mut conn = self.conn.clone();
-        self.run(pipe.query_async::<()>(&mut conn)).await?;
+        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        match outcome.as_str() {
+            "ok" => {}
+            "unowned" => return Err(StoreError::Unowned),
+            other => {
+                return Err(StoreError::Owned(
+                    other.trim_start_matches("owned:").to_owned(),
+                ));
+            }
+        }
         // This process's readers learn of it before the writer gets its answer.
         self.watchers.notify(&Change::Route(route.source.clone()));
         Ok(())
     }
 
-    async fn delete(&self, source: &str) -> Result<bool, StoreError> {
-        let pipe = redis::pipe()
-            .atomic()
-            .del(self.route_key(source))
-            .del(self.settings_key(source))
-            .ignore()
-            .publish(self.channel(), source)
-            .ignore()
-            .to_owned();
+    async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
+        let mut call = redis::cmd("EVAL");
+        call.arg(REMOVE)
+            .arg(3)
+            .arg(self.route_key(source))
+            .arg(self.settings_key(source))
+            .arg(self.owner_key(source))
+            .arg(by.owner().unwrap_or(""))
+            .arg(self.channel())
+            .arg(source);
         let mut conn = self.conn.clone();
-        let (deleted,): (u64,) = self.run(pipe.query_async(&mut conn)).await?;
+        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        let deleted = match outcome.as_str() {
+            "kept" => return Ok(false),
+            other => match other.strip_prefix("deleted:") {
+                Some(n) => n != "0",
+                None => {
+                    return Err(StoreError::Owned(
+                        other.trim_start_matches("owned:").to_owned(),
+                    ));
+                }
+            },
+        };
         self.watchers.notify(&Change::Route(source.to_owned()));
-        Ok(deleted > 0)
+        Ok(deleted)
+    }
+
+    async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let key_prefix = self.owner_key("");
+        let keys = self.scan(&key_prefix).await?;
+        let mut owners = Vec::with_capacity(keys.len());
+        let mut conn = self.conn.clone();
+        for chunk in keys.chunks(BATCH) {
+            let values: Vec<Option<String>> = self
+                .run(redis::cmd("MGET").arg(chunk).query_async(&mut conn))
+                .await?;
+            for (key, owner) in chunk.iter().zip(values) {
+                if let (Some(source), Some(owner)) = (key.strip_prefix(&key_prefix), owner) {
+                    owners.push((source.to_owned(), owner));
+                }
+            }
+        }
+        Ok(owners)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
