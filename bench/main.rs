@@ -414,7 +414,7 @@ impl Bench {
         println!();
         println!("| writer | p50 | p99 | max |");
         println!("|---|---|---|---|");
-        for writer in ["store (MULTI/EXEC + PUBLISH)", "REST API"] {
+        for writer in ["store (one atomic write + PUBLISH)", "REST API"] {
             store.put(&route("prop.bench.test", a)).await?;
             for port in [first, second] {
                 while self.answer(port, "prop.bench.test").await.map(|r| r.1) != Some("a".into()) {}

@@ -1,8 +1,9 @@
 //! The Redis store, key for key compatible with Ceryx:
 //! `<prefix>:routes:<source>` (string, the target) and `<prefix>:settings:<source>`
 //! (hash: `enforce_https` "1"/"0", `mode`, optional `certificate_path` / `key_path`).
-//! Change notices are ours: the source is published on `<prefix>:events` inside the same
-//! MULTI/EXEC as the write, so a reader never sees the notice without the data.
+//! Ours are new keys and a channel: `<prefix>:owners:<source>` (the owning CeryxRoute) and
+//! `<prefix>:events`, on which the source is published by the same atomic script as the
+//! write, so a reader never sees the notice without the data.
 
 use super::{Change, RouteStore, StoreError, Watcher, Watchers, Writer};
 use crate::route::{Mode, Route, Settings, normalize_target};
