@@ -1,6 +1,7 @@
-//! The Kubernetes side: the `CeryxRoute` custom resource (and, to come, its reconciler).
+//! The Kubernetes side: the `CeryxRoute` custom resource and its reconciler.
 
 pub mod crd;
+pub mod reconcile;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 

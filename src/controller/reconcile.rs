@@ -1,0 +1,272 @@
+//! The reconciler: a `CeryxRoute` becomes a route in the store, owned by the resource,
+//! and its status says what happened. Deleting the resource removes the route (finalizer),
+//! but only while the resource still owns it.
+
+use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+use crate::route::{Route, Settings};
+use crate::store::{RouteStore, StoreError, Writer};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Finalizer that keeps a resource until its route is out of the store.
+pub const FINALIZER: &str = "ceryx.dev/route-cleanup";
+
+/// Annotation (`"true"`) that lets a resource take over a host created through the
+/// REST API (or written into Redis directly).
+pub const TAKE_OVER: &str = "ceryx.dev/take-over";
+
+/// Field manager of the status the controller writes (server-side apply).
+pub const MANAGER: &str = "ceryx-controller";
+
+/// What the reconciler needs.
+pub struct Context {
+    /// Kubernetes API client.
+    pub client: kube::Client,
+    /// Where routes go.
+    pub store: Arc<dyn RouteStore>,
+    /// Cluster DNS domain for Service targets (`cluster.local`).
+    pub cluster_domain: String,
+    /// The class this controller takes (`CERYX_INGRESS_CLASS`, `ceryx`).
+    pub class: String,
+}
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API refused or failed a call.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The route store failed; the route is retried.
+    #[error("route store: {0}")]
+    Store(#[from] StoreError),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The resource has no namespace or name (not from the API server).
+    #[error("the resource has no namespace or name")]
+    Unnamed,
+}
+
+/// Reconciles one resource.
+pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if obj.spec.ingress_class_name.as_deref().unwrap_or("ceryx") != ctx.class {
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<CeryxRoute> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(&api, &obj, &ctx).await,
+            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// How long after a failure a resource is tried again.
+pub fn error_policy(_obj: Arc<CeryxRoute>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// `<namespace>/<name>`, the owner recorded in the store.
+pub fn owner_of(obj: &CeryxRoute) -> Result<String, Error> {
+    Ok(format!(
+        "{}/{}",
+        obj.namespace().ok_or(Error::Unnamed)?,
+        obj.meta().name.as_deref().ok_or(Error::Unnamed)?
+    ))
+}
+
+/// The target URL a spec points at; a Service becomes its cluster DNS name.
+pub fn target_url(spec: &CeryxRouteSpec, namespace: &str, cluster_domain: &str) -> Option<String> {
+    match (&spec.target.url, &spec.target.service) {
+        (Some(url), None) => Some(url.clone()),
+        (None, Some(service)) => Some(format!(
+            "http://{}.{namespace}.svc.{cluster_domain}:{}",
+            service.name, service.port
+        )),
+        _ => None,
+    }
+}
+
+async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
+    let owner = owner_of(obj)?;
+    let namespace = obj.namespace().ok_or(Error::Unnamed)?;
+    let spec = &obj.spec;
+    let settings = Settings {
+        enforce_https: spec.settings.enforce_https,
+        mode: spec.settings.mode,
+        ..Settings::default()
+    };
+    let target = target_url(spec, &namespace, &ctx.cluster_domain);
+    let route = target
+        .as_deref()
+        .and_then(|t| Route::new(&spec.source, t, settings).ok());
+    let Some(route) = route else {
+        let invalid = || {
+            Verdict::no(
+                "InvalidSpec",
+                "spec.target needs exactly one of url or service, and spec.source a host name"
+                    .into(),
+            )
+        };
+        patch_status(api, obj, None, invalid(), invalid()).await?;
+        return Ok(Action::await_change());
+    };
+    let take_unowned = obj
+        .annotations()
+        .get(TAKE_OVER)
+        .is_some_and(|v| v == "true");
+    let written = ctx
+        .store
+        .write(
+            &route,
+            Writer::Resource {
+                owner: &owner,
+                take_unowned,
+            },
+        )
+        .await;
+    let owns = || Verdict::yes("Accepted", format!("Owns host {}", route.source));
+    let conflict = |message: String| {
+        (
+            Verdict::no("HostConflict", message.clone()),
+            Verdict::no("HostConflict", message),
+        )
+    };
+    let (accepted, programmed) = match &written {
+        Ok(()) => (
+            owns(),
+            Verdict::yes(
+                "Programmed",
+                format!(
+                    "Served by every proxy: {} -> {}",
+                    route.source, route.target
+                ),
+            ),
+        ),
+        Err(StoreError::Owned(other)) => conflict(format!(
+            "Host {} is owned by CeryxRoute {other}",
+            route.source
+        )),
+        Err(StoreError::Unowned) => conflict(format!(
+            "Host {} was created through the REST API; annotate {TAKE_OVER}=\"true\" to take it over",
+            route.source
+        )),
+        Err(e) => (
+            owns(),
+            Verdict::no("StoreUnavailable", format!("The route store failed: {e}")),
+        ),
+    };
+    patch_status(api, obj, Some(&route.target), accepted, programmed).await?;
+    match written {
+        Ok(()) | Err(StoreError::Owned(_) | StoreError::Unowned) => {
+            Ok(Action::requeue(Duration::from_secs(300)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn cleanup(obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
+    let owner = owner_of(obj)?;
+    let Ok(source) = crate::route::normalize_source(&obj.spec.source) else {
+        return Ok(Action::await_change());
+    };
+    // Only the owner's delete removes anything: a host another resource or the REST
+    // API holds is left alone.
+    ctx.store
+        .remove(
+            &source,
+            Writer::Resource {
+                owner: &owner,
+                take_unowned: false,
+            },
+        )
+        .await?;
+    Ok(Action::await_change())
+}
+
+/// One condition's status, reason and message.
+struct Verdict {
+    status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+impl Verdict {
+    fn yes(reason: &'static str, message: String) -> Verdict {
+        Verdict {
+            status: "True",
+            reason,
+            message,
+        }
+    }
+
+    fn no(reason: &'static str, message: String) -> Verdict {
+        Verdict {
+            status: "False",
+            reason,
+            message,
+        }
+    }
+}
+
+/// Writes `Accepted` and `Programmed` with the generation they describe (server-side
+/// apply), keeping each condition's transition time while its status stays the same.
+async fn patch_status(
+    api: &Api<CeryxRoute>,
+    obj: &CeryxRoute,
+    target: Option<&str>,
+    accepted: Verdict,
+    programmed: Verdict,
+) -> Result<(), Error> {
+    let generation = obj.meta().generation;
+    let previous = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let condition = |type_: &str, verdict: Verdict| {
+        let unchanged = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == verdict.status);
+        Condition {
+            type_: type_.into(),
+            status: verdict.status.into(),
+            reason: verdict.reason.into(),
+            message: verdict.message,
+            observed_generation: generation,
+            last_transition_time: unchanged
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now())),
+        }
+    };
+    let status = CeryxRouteStatus {
+        observed_generation: generation,
+        target: target.map(String::from),
+        conditions: vec![
+            condition("Accepted", accepted),
+            condition("Programmed", programmed),
+        ],
+    };
+    let patch = serde_json::json!({
+        "apiVersion": "ceryx.dev/v1alpha1",
+        "kind": "CeryxRoute",
+        "status": status,
+    });
+    let name = obj.meta().name.as_deref().ok_or(Error::Unnamed)?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}

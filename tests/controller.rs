@@ -1,0 +1,261 @@
+//! The reconciler against kube-rs's mocked API server (tower-test), with the exact
+//! requests asserted, and a real Redis as the route store.
+
+mod common;
+
+use ceryx::controller::CeryxRoute;
+use ceryx::controller::reconcile::{Context, FINALIZER, reconcile};
+use ceryx::store::{RouteStore, Writer};
+use common::*;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_test::mock::Handle;
+
+const FINALIZER_PATCH: &str = "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/web?";
+const STATUS: &str = "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/web/status?&force=true&fieldManager=ceryx-controller";
+
+/// The test's side of the mocked API server.
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+fn resource(spec: Value, finalizer: bool, deleting: bool) -> CeryxRoute {
+    let mut metadata = json!({"name": "web", "namespace": "shop", "generation": 3, "uid": "u-1"});
+    if finalizer {
+        metadata["finalizers"] = json!([FINALIZER]);
+    }
+    if deleting {
+        metadata["deletionTimestamp"] = json!("2026-11-27T20:00:00Z");
+    }
+    serde_json::from_value(json!({"apiVersion": "ceryx.dev/v1alpha1", "kind": "CeryxRoute", "metadata": metadata, "spec": spec})).unwrap()
+}
+
+fn url_spec(source: &str) -> Value {
+    json!({"source": source, "target": {"url": "http://web.internal:8080"}})
+}
+
+/// A mocked API server and a context over a real Redis store.
+fn setup(redis: &RedisServer) -> (Arc<Context>, ApiServer, Arc<dyn RouteStore>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let store: Arc<dyn RouteStore> = redis.store();
+    let context = Context {
+        client: kube::Client::new(service, "default"),
+        store: store.clone(),
+        cluster_domain: "cluster.local".into(),
+        class: "ceryx".into(),
+    };
+    (Arc::new(context), handle, store)
+}
+
+/// Answers the next API call after checking its method and path (with query); returns
+/// its JSON body.
+async fn expect(
+    handle: &mut ApiServer,
+    method: Method,
+    path_and_query: &str,
+    answer: &CeryxRoute,
+) -> Value {
+    let (request, respond) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("no API call")
+        .expect("the client went away");
+    assert_eq!(request.method(), method);
+    assert_eq!(
+        request.uri().path_and_query().unwrap().as_str(),
+        path_and_query
+    );
+    let body = request.into_body().collect_bytes().await.unwrap();
+    respond.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(answer).unwrap()))
+            .unwrap(),
+    );
+    serde_json::from_slice(&body).unwrap_or(Value::Null)
+}
+
+fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
+    status_patch["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_resource_first_gets_the_finalizer_and_nothing_else() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let obj = resource(url_spec("web.example.com"), false, false);
+    let answer = resource(url_spec("web.example.com"), true, false);
+    let (result, patch) = tokio::join!(
+        reconcile(Arc::new(obj), ctx),
+        expect(&mut api, Method::PATCH, FINALIZER_PATCH, &answer)
+    );
+    result.unwrap();
+    assert_eq!(
+        patch,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null}, {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    );
+    assert_eq!(
+        store.get("web.example.com").await.unwrap(),
+        None,
+        "written before the finalizer was in place"
+    );
+}
+
+#[tokio::test]
+async fn apply_writes_the_owned_route_and_reports_programmed() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let spec = json!({"source": "shop.example.com", "target": {"service": {"name": "storefront", "port": 8080}}, "settings": {"enforceHttps": true}});
+    let obj = resource(spec.clone(), true, false);
+    let (result, status) = tokio::join!(
+        reconcile(Arc::new(obj.clone()), ctx),
+        expect(&mut api, Method::PATCH, STATUS, &obj)
+    );
+    result.unwrap();
+
+    assert_eq!(status["apiVersion"], "ceryx.dev/v1alpha1");
+    assert_eq!(status["status"]["observedGeneration"], 3);
+    assert_eq!(
+        status["status"]["target"],
+        "http://storefront.shop.svc.cluster.local:8080"
+    );
+    for type_ in ["Accepted", "Programmed"] {
+        let c = condition(&status, type_);
+        assert_eq!(
+            (
+                c["status"].as_str(),
+                c["reason"].as_str(),
+                c["observedGeneration"].as_i64()
+            ),
+            (Some("True"), Some(type_), Some(3)),
+            "{c}"
+        );
+    }
+    let route = store.get("shop.example.com").await.unwrap().unwrap();
+    assert_eq!(
+        route.target,
+        "http://storefront.shop.svc.cluster.local:8080"
+    );
+    assert!(route.settings.enforce_https);
+    assert_eq!(
+        store.owners().await.unwrap(),
+        [("shop.example.com".to_string(), "shop/web".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let other = Writer::Resource {
+        owner: "shop/older",
+        take_unowned: false,
+    };
+    store
+        .write(&route("taken.example.com", "http://older:80"), other)
+        .await
+        .unwrap();
+    store
+        .put(&route("api.example.com", "http://api-made:80"))
+        .await
+        .unwrap();
+
+    for (host, expected) in [
+        ("taken.example.com", "shop/older"),
+        ("api.example.com", "REST API"),
+    ] {
+        let obj = resource(url_spec(host), true, false);
+        let (result, status) = tokio::join!(
+            reconcile(Arc::new(obj.clone()), ctx.clone()),
+            expect(&mut api, Method::PATCH, STATUS, &obj)
+        );
+        result.unwrap();
+        for type_ in ["Accepted", "Programmed"] {
+            let c = condition(&status, type_);
+            assert_eq!(
+                (c["status"].as_str(), c["reason"].as_str()),
+                (Some("False"), Some("HostConflict")),
+                "{c}"
+            );
+            assert!(c["message"].as_str().unwrap().contains(expected), "{c}");
+        }
+    }
+    assert_eq!(
+        store
+            .get("taken.example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .target,
+        "http://older:80"
+    );
+    assert_eq!(
+        store.get("api.example.com").await.unwrap().unwrap().target,
+        "http://api-made:80"
+    );
+}
+
+#[tokio::test]
+async fn deletion_removes_our_route_and_leaves_a_foreign_one_alone() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let mine = Writer::Resource {
+        owner: "shop/web",
+        take_unowned: false,
+    };
+    store
+        .write(&route("mine.example.com", "http://web:80"), mine)
+        .await
+        .unwrap();
+    let theirs = Writer::Resource {
+        owner: "shop/other",
+        take_unowned: false,
+    };
+    store
+        .write(&route("theirs.example.com", "http://other:80"), theirs)
+        .await
+        .unwrap();
+
+    for host in ["mine.example.com", "theirs.example.com"] {
+        let obj = resource(url_spec(host), true, true);
+        let answer = resource(url_spec(host), false, true);
+        let (result, patch) = tokio::join!(
+            reconcile(Arc::new(obj), ctx.clone()),
+            expect(&mut api, Method::PATCH, FINALIZER_PATCH, &answer)
+        );
+        result.unwrap();
+        assert_eq!(
+            patch,
+            json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER}, {"op": "remove", "path": "/metadata/finalizers/0"}])
+        );
+    }
+    assert_eq!(store.get("mine.example.com").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get("theirs.example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .target,
+        "http://other:80"
+    );
+}
+
+#[tokio::test]
+async fn resources_of_another_class_are_not_touched() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let mut spec = url_spec("nginx.example.com");
+    spec["ingressClassName"] = json!("nginx");
+    reconcile(Arc::new(resource(spec, false, false)), ctx)
+        .await
+        .unwrap();
+    // The client is gone with the context: any call it made would be waiting here.
+    let call = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+    assert!(matches!(call, Err(_) | Ok(None)), "an API call was made");
+    assert_eq!(store.get("nginx.example.com").await.unwrap(), None);
+}
