@@ -62,6 +62,18 @@ pub struct ApiArgs {
     pub api_token: Option<String>,
 }
 
+/// What the Kubernetes controller takes and how it names Services.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// The `spec.ingressClassName` this controller takes (resources without one count
+    /// as `ceryx`).
+    #[arg(long, env = "CERYX_INGRESS_CLASS", default_value = "ceryx")]
+    pub ingress_class: String,
+    /// Cluster DNS domain, for Service targets (`<name>.<namespace>.svc.<domain>`).
+    #[arg(long, env = "CERYX_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
 /// How the proxy listens, forwards and caches.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {

@@ -1,7 +1,7 @@
 //! The `ceryx` binary: subcommands and wiring only.
 
 use anyhow::Context;
-use ceryx::config::{ApiArgs, ProxyArgs, StoreArgs};
+use ceryx::config::{ApiArgs, ControllerArgs, ProxyArgs, StoreArgs};
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
 use clap::{Args, Parser, Subcommand};
@@ -34,8 +34,18 @@ enum Command {
     Proxy(ProxyCommand),
     /// The Ceryx-compatible REST API alone.
     Api(ApiCommand),
+    /// The Kubernetes controller alone: reconciles CeryxRoute resources into the store.
+    Controller(ControllerCommand),
     /// Print the CeryxRoute CustomResourceDefinition (YAML), for `kubectl apply -f -`.
     Crd,
+}
+
+#[derive(Args)]
+struct ControllerCommand {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    controller: ControllerArgs,
 }
 
 #[derive(Args)]
@@ -99,6 +109,26 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(cmd) => {
             let store = open_store(&cmd.store)?;
             start_api(store, cmd.api, shutdown).await?.await??;
+        }
+        Command::Controller(cmd) => {
+            anyhow::ensure!(
+                cmd.store.redis().is_some(),
+                "the controller needs Redis (CERYX_REDIS_HOST or CERYX_REDIS_URL): the proxies read routes from there"
+            );
+            let store = open_store(&cmd.store)?;
+            let client = kube::Client::try_default()
+                .await
+                .context("no Kubernetes API: neither in a cluster nor a kubeconfig")?;
+            let ctx = ceryx::controller::reconcile::Context {
+                client,
+                store,
+                cluster_domain: cmd.controller.cluster_domain,
+                class: cmd.controller.ingress_class,
+            };
+            tracing::info!(class = %ctx.class, "controller starting");
+            ceryx::controller::run(ctx, shutdown).await.context(
+                "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)",
+            )?;
         }
         Command::Crd => unreachable!("answered above"),
     }

@@ -259,3 +259,52 @@ async fn resources_of_another_class_are_not_touched() {
     assert!(matches!(call, Err(_) | Ok(None)), "an API call was made");
     assert_eq!(store.get("nginx.example.com").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn garbage_collection_removes_only_routes_of_resources_that_are_gone() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    for (host, owner) in [
+        ("kept.example.com", "shop/web"),
+        ("orphan.example.com", "shop/gone"),
+    ] {
+        store
+            .write(
+                &route(host, "http://x:80"),
+                Writer::Resource {
+                    owner,
+                    take_unowned: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .put(&route("api.example.com", "http://x:80"))
+        .await
+        .unwrap();
+    let list = json!({
+        "apiVersion": "ceryx.dev/v1alpha1", "kind": "CeryxRouteList", "metadata": {"resourceVersion": "7"},
+        "items": [resource(url_spec("kept.example.com"), true, false)]
+    });
+    let server = async {
+        let (request, respond) = api.next_request().await.expect("no list call");
+        assert_eq!(
+            (request.method(), request.uri().to_string().as_str()),
+            (&Method::GET, "/apis/ceryx.dev/v1alpha1/ceryxroutes?")
+        );
+        respond.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&list).unwrap()))
+                .unwrap(),
+        );
+    };
+    let (removed, ()) = tokio::join!(ceryx::controller::reconcile::collect_garbage(&ctx), server);
+    assert_eq!(removed.unwrap(), 1);
+    assert_eq!(store.get("orphan.example.com").await.unwrap(), None);
+    assert!(store.get("kept.example.com").await.unwrap().is_some());
+    assert!(
+        store.get("api.example.com").await.unwrap().is_some(),
+        "a REST API route is nobody's garbage"
+    );
+}

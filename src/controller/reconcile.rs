@@ -270,3 +270,34 @@ async fn patch_status(
     .await?;
     Ok(())
 }
+
+/// Removes routes whose owning resource no longer exists (deleted while no controller
+/// ran, or its finalizer was removed by hand); returns how many.
+pub async fn collect_garbage(ctx: &Context) -> Result<usize, Error> {
+    // Owners first, resources second: a resource created in between is in the list, so
+    // its fresh route is never taken for an orphan.
+    let owned = ctx.store.owners().await?;
+    let api: Api<CeryxRoute> = Api::all(ctx.client.clone());
+    let existing: std::collections::HashSet<String> = api
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|obj| owner_of(obj).ok())
+        .collect();
+    let mut removed = 0;
+    for (source, owner) in owned {
+        if existing.contains(&owner) {
+            continue;
+        }
+        let by = Writer::Resource {
+            owner: &owner,
+            take_unowned: false,
+        };
+        if ctx.store.remove(&source, by).await? {
+            tracing::info!(%source, %owner, "removed the route of a CeryxRoute that no longer exists");
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
