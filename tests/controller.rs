@@ -21,7 +21,12 @@ const STATUS: &str = "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/web/s
 type ApiServer = Handle<Request<Body>, Response<Body>>;
 
 fn resource(spec: Value, finalizer: bool, deleting: bool) -> CeryxRoute {
-    let mut metadata = json!({"name": "web", "namespace": "shop", "generation": 3, "uid": "u-1"});
+    named("web", "2026-03-01T00:00:00Z", spec, finalizer, deleting)
+}
+
+/// A resource in namespace `shop` created at `created`.
+fn named(name: &str, created: &str, spec: Value, finalizer: bool, deleting: bool) -> CeryxRoute {
+    let mut metadata = json!({"name": name, "namespace": "shop", "generation": 3, "uid": format!("u-{name}"), "creationTimestamp": created});
     if finalizer {
         metadata["finalizers"] = json!([FINALIZER]);
     }
@@ -164,15 +169,28 @@ async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
         .await
         .unwrap();
 
+    let older = named(
+        "older",
+        "2026-01-01T00:00:00Z",
+        url_spec("taken.example.com"),
+        true,
+        false,
+    );
     for (host, expected) in [
         ("taken.example.com", "shop/older"),
         ("api.example.com", "REST API"),
     ] {
         let obj = resource(url_spec(host), true, false);
-        let (result, status) = tokio::join!(
-            reconcile(Arc::new(obj.clone()), ctx.clone()),
-            expect(&mut api, Method::PATCH, STATUS, &obj)
-        );
+        let api_server = async {
+            if host == "taken.example.com" {
+                // The holder is looked up: it is older, so it keeps the host.
+                let path = "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/older";
+                expect(&mut api, Method::GET, path, &older).await;
+            }
+            expect(&mut api, Method::PATCH, STATUS, &obj).await
+        };
+        let (result, status) =
+            tokio::join!(reconcile(Arc::new(obj.clone()), ctx.clone()), api_server);
         result.unwrap();
         for type_ in ["Accepted", "Programmed"] {
             let c = condition(&status, type_);
@@ -306,5 +324,65 @@ async fn garbage_collection_removes_only_routes_of_resources_that_are_gone() {
     assert!(
         store.get("api.example.com").await.unwrap().is_some(),
         "a REST API route is nobody's garbage"
+    );
+}
+
+#[tokio::test]
+async fn an_older_resource_takes_its_host_from_a_newer_one_and_says_so_on_both() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let newer = Writer::Resource {
+        owner: "shop/newer",
+        take_unowned: false,
+    };
+    store
+        .write(&route("both.example.com", "http://newer:80"), newer)
+        .await
+        .unwrap();
+    let newer = named(
+        "newer",
+        "2026-06-01T00:00:00Z",
+        url_spec("both.example.com"),
+        true,
+        false,
+    );
+    let obj = resource(url_spec("both.example.com"), true, false);
+
+    let api_server = async {
+        expect(
+            &mut api,
+            Method::GET,
+            "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/newer",
+            &newer,
+        )
+        .await;
+        let theirs = expect(
+            &mut api,
+            Method::PATCH,
+            &STATUS.replace("/web/", "/newer/"),
+            &newer,
+        )
+        .await;
+        let ours = expect(&mut api, Method::PATCH, STATUS, &obj).await;
+        (theirs, ours)
+    };
+    let (result, (theirs, ours)) =
+        tokio::join!(reconcile(Arc::new(obj.clone()), ctx.clone()), api_server);
+    result.unwrap();
+    assert_eq!(condition(&theirs, "Programmed")["reason"], "HostConflict");
+    assert!(
+        condition(&theirs, "Programmed")["message"]
+            .as_str()
+            .unwrap()
+            .contains("shop/web")
+    );
+    assert_eq!(condition(&ours, "Programmed")["status"], "True");
+    assert_eq!(
+        store.owners().await.unwrap(),
+        [("both.example.com".to_string(), "shop/web".to_string())]
+    );
+    assert_eq!(
+        store.get("both.example.com").await.unwrap().unwrap().target,
+        "http://web.internal:8080"
     );
 }

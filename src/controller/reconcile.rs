@@ -124,7 +124,7 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         .annotations()
         .get(TAKE_OVER)
         .is_some_and(|v| v == "true");
-    let written = ctx
+    let mut written = ctx
         .store
         .write(
             &route,
@@ -134,6 +134,36 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
             },
         )
         .await;
+    // The older resource keeps a contested host: take it from a newer holder, or from
+    // one that no longer exists.
+    if let Err(StoreError::Owned(holder)) = &written {
+        let holder = holder.clone();
+        if let Some(loser) = yields_to(obj, &holder, &ctx.client).await? {
+            written = ctx
+                .store
+                .write(
+                    &route,
+                    Writer::TakeOver {
+                        owner: &owner,
+                        from: &holder,
+                    },
+                )
+                .await;
+            if let (Ok(()), Some(loser)) = (&written, loser) {
+                let message = format!(
+                    "Host {} is owned by CeryxRoute {owner}, which is older",
+                    route.source
+                );
+                let loser_api = Api::namespaced(
+                    ctx.client.clone(),
+                    &loser.namespace().ok_or(Error::Unnamed)?,
+                );
+                let target = loser.status.as_ref().and_then(|s| s.target.clone());
+                let lost = || Verdict::no("HostConflict", message.clone());
+                patch_status(&loser_api, &loser, target.as_deref(), lost(), lost()).await?;
+            }
+        }
+    }
     let owns = || Verdict::yes("Accepted", format!("Owns host {}", route.source));
     let conflict = |message: String| {
         (
@@ -172,6 +202,24 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `obj` may take its host from `holder` (`<namespace>/<name>`): `Some` with the
+/// holder when it is newer, `Some(None)` when it no longer exists, `None` when it is older.
+async fn yields_to(
+    obj: &CeryxRoute,
+    holder: &str,
+    client: &kube::Client,
+) -> Result<Option<Option<CeryxRoute>>, Error> {
+    let Some((namespace, name)) = holder.split_once('/') else {
+        return Ok(Some(None));
+    };
+    let api: Api<CeryxRoute> = Api::namespaced(client.clone(), namespace);
+    let Some(other) = api.get_opt(name).await? else {
+        return Ok(Some(None));
+    };
+    let age = |o: &CeryxRoute| (o.meta().creation_timestamp.clone(), owner_of(o).ok());
+    Ok((age(obj) < age(&other)).then_some(Some(other)))
 }
 
 async fn cleanup(obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {

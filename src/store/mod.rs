@@ -97,12 +97,21 @@ pub enum Writer<'a> {
         /// Take over a route that exists without an owner.
         take_unowned: bool,
     },
+    /// A `CeryxRoute` taking a host from the resource that holds it (a newer one, or
+    /// one that no longer exists): succeeds only while `from` still holds it.
+    TakeOver {
+        /// `<namespace>/<name>` of the new owner.
+        owner: &'a str,
+        /// `<namespace>/<name>` of the owner it replaces.
+        from: &'a str,
+    },
 }
 
 impl Writer<'_> {
     /// Decides a write or delete, given the route's current owner and whether it exists.
     pub fn may_change(&self, owner: Option<&str>, exists: bool) -> Result<(), StoreError> {
         match (self, owner) {
+            (Writer::TakeOver { from, .. }, Some(current)) if current == *from => Ok(()),
             (_, Some(current)) if Some(current) != self.owner() => {
                 Err(StoreError::Owned(current.to_owned()))
             }
@@ -123,7 +132,9 @@ impl Writer<'_> {
         match (self, owner) {
             (Writer::Api, None) => Ok(true),
             (Writer::Api, Some(current)) => Err(StoreError::Owned(current.to_owned())),
-            (Writer::Resource { owner: me, .. }, current) => Ok(current == Some(*me)),
+            (Writer::Resource { owner: me, .. } | Writer::TakeOver { owner: me, .. }, current) => {
+                Ok(current == Some(*me))
+            }
         }
     }
 
@@ -131,7 +142,15 @@ impl Writer<'_> {
     pub fn owner(&self) -> Option<&str> {
         match self {
             Writer::Api => None,
-            Writer::Resource { owner, .. } => Some(owner),
+            Writer::Resource { owner, .. } | Writer::TakeOver { owner, .. } => Some(owner),
+        }
+    }
+
+    /// The owner a take-over replaces, if this is one.
+    pub fn replaces(&self) -> Option<&str> {
+        match self {
+            Writer::TakeOver { from, .. } => Some(from),
+            _ => None,
         }
     }
 }

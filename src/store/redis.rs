@@ -16,17 +16,17 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// One route's write, with the ownership check, as one atomic step (KEYS: route,
-/// settings, owner; ARGV: target, owner or "", take over "1"/"0", channel, source, then
-/// the settings' field/value pairs).
+/// settings, owner; ARGV: target, owner or "", take unowned "1"/"0", channel, source,
+/// owner it replaces or "", then the settings' field/value pairs).
 const WRITE: &str = r#"
 local current = redis.call('GET', KEYS[3])
-if current and current ~= ARGV[2] then return 'owned:' .. current end
+if current and current ~= ARGV[2] and current ~= ARGV[6] then return 'owned:' .. current end
 if ARGV[2] ~= '' and not current and ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return 'unowned'
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
 if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 'ok'
@@ -251,10 +251,11 @@ impl RouteStore for RedisStore {
                 Writer::Resource {
                     take_unowned: true,
                     ..
-                }
+                } | Writer::TakeOver { .. }
             ) as u8)
             .arg(self.channel())
             .arg(&route.source)
+            .arg(by.replaces().unwrap_or(""))
             .arg("enforce_https")
             .arg(if settings.enforce_https { "1" } else { "0" })
             .arg("mode")
