@@ -119,12 +119,12 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes API: neither in a cluster nor a kubeconfig")?;
-            let ctx = ceryx::controller::reconcile::Context {
+            let ctx = ceryx::controller::reconcile::Context::new(
                 client,
                 store,
-                cluster_domain: cmd.controller.cluster_domain,
-                class: cmd.controller.ingress_class,
-            };
+                cmd.controller.cluster_domain,
+                cmd.controller.ingress_class,
+            );
             tracing::info!(class = %ctx.class, "controller starting");
             ceryx::controller::run(ctx, shutdown).await.context(
                 "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)",

@@ -44,12 +44,12 @@ fn url_spec(source: &str) -> Value {
 fn setup(redis: &RedisServer) -> (Arc<Context>, ApiServer, Arc<dyn RouteStore>) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let store: Arc<dyn RouteStore> = redis.store();
-    let context = Context {
-        client: kube::Client::new(service, "default"),
-        store: store.clone(),
-        cluster_domain: "cluster.local".into(),
-        class: "ceryx".into(),
-    };
+    let context = Context::new(
+        kube::Client::new(service, "default"),
+        store.clone(),
+        "cluster.local".into(),
+        "ceryx".into(),
+    );
     (Arc::new(context), handle, store)
 }
 
@@ -77,6 +77,26 @@ async fn expect(
             .unwrap(),
     );
     serde_json::from_slice(&body).unwrap_or(Value::Null)
+}
+
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+
+/// Answers the Event the controller publishes (echoing it back) and returns it. A repeat
+/// of the same reason on the same resource is a PATCH of the first one's series.
+async fn expect_event(handle: &mut ApiServer) -> Value {
+    let (request, respond) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("no Event published")
+        .expect("the client went away");
+    let path = request.uri().path_and_query().unwrap().as_str().to_owned();
+    match *request.method() {
+        Method::POST => assert_eq!(path, format!("{EVENTS}?")),
+        Method::PATCH => assert!(path.starts_with(&format!("{EVENTS}/web.")), "{path}"),
+        ref other => panic!("{other} {path}"),
+    }
+    let body = request.into_body().collect_bytes().await.unwrap();
+    respond.send_response(Response::builder().body(Body::from(body.clone())).unwrap());
+    serde_json::from_slice(&body).unwrap()
 }
 
 fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
@@ -116,11 +136,17 @@ async fn apply_writes_the_owned_route_and_reports_programmed() {
     let (ctx, mut api, store) = setup(&redis);
     let spec = json!({"source": "shop.example.com", "target": {"service": {"name": "storefront", "port": 8080}}, "settings": {"enforceHttps": true}});
     let obj = resource(spec.clone(), true, false);
-    let (result, status) = tokio::join!(
-        reconcile(Arc::new(obj.clone()), ctx),
-        expect(&mut api, Method::PATCH, STATUS, &obj)
-    );
+    let api_server = async {
+        let status = expect(&mut api, Method::PATCH, STATUS, &obj).await;
+        (status, expect_event(&mut api).await)
+    };
+    let (result, (status, event)) = tokio::join!(reconcile(Arc::new(obj.clone()), ctx), api_server);
     result.unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Programmed"))
+    );
+    assert_eq!(event["regarding"]["name"], "web");
 
     assert_eq!(status["apiVersion"], "ceryx.dev/v1alpha1");
     assert_eq!(status["status"]["observedGeneration"], 3);
@@ -187,7 +213,13 @@ async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
                 let path = "/apis/ceryx.dev/v1alpha1/namespaces/shop/ceryxroutes/older";
                 expect(&mut api, Method::GET, path, &older).await;
             }
-            expect(&mut api, Method::PATCH, STATUS, &obj).await
+            let status = expect(&mut api, Method::PATCH, STATUS, &obj).await;
+            let event = expect_event(&mut api).await;
+            assert_eq!(
+                (event["type"].as_str(), event["reason"].as_str()),
+                (Some("Warning"), Some("HostConflict"))
+            );
+            status
         };
         let (result, status) =
             tokio::join!(reconcile(Arc::new(obj.clone()), ctx.clone()), api_server);
@@ -364,6 +396,7 @@ async fn an_older_resource_takes_its_host_from_a_newer_one_and_says_so_on_both()
         )
         .await;
         let ours = expect(&mut api, Method::PATCH, STATUS, &obj).await;
+        expect_event(&mut api).await;
         (theirs, ours)
     };
     let (result, (theirs, ours)) =

@@ -8,6 +8,7 @@ use crate::store::{RouteStore, StoreError, Writer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
@@ -33,6 +34,27 @@ pub struct Context {
     pub cluster_domain: String,
     /// The class this controller takes (`CERYX_INGRESS_CLASS`, `ceryx`).
     pub class: String,
+    /// Publishes Kubernetes Events on the resources.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose events are reported as `ceryx-controller`.
+    pub fn new(
+        client: kube::Client,
+        store: Arc<dyn RouteStore>,
+        cluster_domain: String,
+        class: String,
+    ) -> Context {
+        let recorder = Recorder::new(client.clone(), MANAGER.into());
+        Context {
+            client,
+            store,
+            cluster_domain,
+            class,
+            recorder,
+        }
+    }
 }
 
 /// Why a reconcile failed (it is retried).
@@ -195,13 +217,38 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
             Verdict::no("StoreUnavailable", format!("The route store failed: {e}")),
         ),
     };
+    let event = changed(obj, &programmed).then(|| KubeEvent {
+        type_: if programmed.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: programmed.reason.into(),
+        note: Some(programmed.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
+    });
     patch_status(api, obj, Some(&route.target), accepted, programmed).await?;
+    if let Some(event) = event
+        && let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await
+    {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
     match written {
         Ok(()) | Err(StoreError::Owned(_) | StoreError::Unowned) => {
             Ok(Action::requeue(Duration::from_secs(300)))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `Programmed` would change status or reason (worth an Event).
+fn changed(obj: &CeryxRoute, programmed: &Verdict) -> bool {
+    let previous = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Programmed"));
+    previous.is_none_or(|c| c.status != programmed.status || c.reason != programmed.reason)
 }
 
 /// Whether `obj` may take its host from `holder` (`<namespace>/<name>`): `Some` with the
