@@ -72,6 +72,16 @@ pub struct ControllerArgs {
     /// Cluster DNS domain, for Service targets (`<name>.<namespace>.svc.<domain>`).
     #[arg(long, env = "CERYX_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Elect one leader among controller replicas through a Lease (turn off only for a
+    /// single replica).
+    #[arg(long, env = "CERYX_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_election: bool,
+    /// Namespace of the Lease; the pod's own (`POD_NAMESPACE`) when run in a cluster.
+    #[arg(long, env = "CERYX_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease; the pod name (`POD_NAME`) when run in a cluster.
+    #[arg(long, env = "POD_NAME", default_value = "ceryx-controller")]
+    pub identity: String,
 }
 
 /// How the proxy listens, forwards and caches.

@@ -1,6 +1,7 @@
 //! The Kubernetes side: the `CeryxRoute` custom resource and its reconciler.
 
 pub mod crd;
+pub mod leader;
 pub mod reconcile;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
