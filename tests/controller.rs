@@ -419,3 +419,32 @@ async fn an_older_resource_takes_its_host_from_a_newer_one_and_says_so_on_both()
         "http://web.internal:8080"
     );
 }
+
+#[tokio::test]
+async fn a_resource_moved_to_another_class_gives_back_its_host_and_finalizer() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let mine = Writer::Resource {
+        owner: "shop/web",
+        take_unowned: false,
+    };
+    store
+        .write(&route("moved.example.com", "http://web:80"), mine)
+        .await
+        .unwrap();
+    let mut spec = url_spec("moved.example.com");
+    spec["ingressClassName"] = json!("nginx");
+    let mut obj = resource(spec.clone(), true, false);
+    obj.metadata.resource_version = Some("42".into());
+    let answer = resource(spec, false, false);
+    let (result, patch) = tokio::join!(
+        reconcile(Arc::new(obj), ctx),
+        expect(&mut api, Method::PATCH, FINALIZER_PATCH, &answer)
+    );
+    result.unwrap();
+    assert_eq!(
+        patch,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "42"}})
+    );
+    assert_eq!(store.get("moved.example.com").await.unwrap(), None);
+}

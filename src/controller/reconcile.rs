@@ -76,11 +76,11 @@ pub enum Error {
 
 /// Reconciles one resource.
 pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if obj.spec.ingress_class_name.as_deref().unwrap_or("ceryx") != ctx.class {
-        return Ok(Action::await_change());
-    }
     let namespace = obj.namespace().ok_or(Error::Unnamed)?;
     let api: Api<CeryxRoute> = Api::namespaced(ctx.client.clone(), &namespace);
+    if obj.spec.ingress_class_name.as_deref().unwrap_or("ceryx") != ctx.class {
+        return release(&api, &obj, &ctx).await;
+    }
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Event::Apply(obj) => apply(&api, &obj, &ctx).await,
@@ -267,6 +267,30 @@ async fn yields_to(
     };
     let age = |o: &CeryxRoute| (o.meta().creation_timestamp.clone(), owner_of(o).ok());
     Ok((age(obj) < age(&other)).then_some(Some(other)))
+}
+
+/// A resource of another class: if it was ours (it carries our finalizer, its class
+/// changed), give its host and its finalizer back; otherwise leave it alone.
+async fn release(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
+    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    cleanup(obj, ctx).await?;
+    let remaining: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    // resourceVersion makes the merge patch fail instead of dropping a finalizer that
+    // someone added meanwhile (the next reconcile tries again).
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": remaining,
+        "resourceVersion": obj.meta().resource_version,
+    }});
+    let name = obj.meta().name.as_deref().ok_or(Error::Unnamed)?;
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(Action::await_change())
 }
 
 async fn cleanup(obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
