@@ -76,12 +76,24 @@ pub struct ControllerArgs {
     /// single replica).
     #[arg(long, env = "CERYX_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub leader_election: bool,
-    /// Namespace of the Lease; the pod's own (`POD_NAMESPACE`) when run in a cluster.
+    /// Namespace of the Lease (set it to the pod's own namespace).
     #[arg(long, env = "CERYX_LEASE_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
-    /// This replica's name in the Lease; the pod name (`POD_NAME`) when run in a cluster.
-    #[arg(long, env = "POD_NAME", default_value = "ceryx-controller")]
-    pub identity: String,
+    /// This replica's name in the Lease, unique per replica; the host name (in a
+    /// cluster: the pod name) by default.
+    #[arg(long, env = "CERYX_LEASE_IDENTITY")]
+    pub lease_identity: Option<String>,
+}
+
+impl ControllerArgs {
+    /// The Lease identity: as configured, else this host's name.
+    pub fn identity(&self) -> String {
+        self.lease_identity.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| format!("ceryx-{}", std::process::id()))
+        })
+    }
 }
 
 /// How the proxy listens, forwards and caches.
