@@ -241,10 +241,10 @@ impl Upstream {
     }
 }
 
-/// Ceryx's redirect target: the target with one trailing `/` dropped, plus the request URI.
+/// Ceryx's redirect target: the target (normalised, as stored) with one trailing `/`
+/// dropped, plus the request URI.
 pub fn redirect_location(target: &str, path_and_query: &str) -> String {
-    let target = normalize_target(target);
-    let base = target.strip_suffix('/').unwrap_or(&target);
+    let base = target.strip_suffix('/').unwrap_or(target);
     format!("{base}{path_and_query}")
 }
 

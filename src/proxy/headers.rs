@@ -69,13 +69,9 @@ pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 pub fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     let client = client.to_canonical().to_string();
-    let mut forwarded_for = headers
-        .get_all(&XFF)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !forwarded_for.is_empty() {
+    let mut forwarded_for = String::new();
+    for earlier in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
+        forwarded_for.push_str(earlier);
         forwarded_for.push_str(", ");
     }
     forwarded_for.push_str(&client);

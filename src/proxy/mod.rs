@@ -89,21 +89,16 @@ impl Proxy {
         if req.method() == http::Method::CONNECT {
             return Err(ProxyError::BadRequest("CONNECT is not supported."));
         }
-        // The authority of an absolute-form request line (or HTTP/2's :authority) wins
-        // over the Host header, as in nginx.
-        let raw_host = match req.uri().authority() {
-            Some(authority) => {
-                let a = authority.as_str();
-                a.rsplit_once('@').map_or(a, |(_, host)| host).to_owned()
-            }
-            None => req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .ok_or(ProxyError::BadRequest(NO_HOST))?
-                .to_owned(),
-        };
-        let host = normalize_host(&raw_host).ok_or(ProxyError::BadRequest(NO_HOST))?;
+        // The upstream sees the client's own Host (HTTP/2 clients send :authority only).
+        if !req.headers().contains_key(header::HOST)
+            && let Some(authority) = req.uri().authority()
+            && let Ok(value) = HeaderValue::from_str(without_userinfo(authority.as_str()))
+        {
+            req.headers_mut().insert(header::HOST, value);
+        }
+        let host = routing_host(&req)
+            .and_then(normalize_host)
+            .ok_or(ProxyError::BadRequest(NO_HOST))?;
         let proto = self.client_proto(&req, peer, listener);
 
         let resolved = match self.cache.resolve(&host).await {
@@ -133,12 +128,6 @@ impl Proxy {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if max_body > 0 && declared.is_some_and(|len| len > max_body) {
             return Err(ProxyError::BodyTooLarge(max_body));
-        }
-        // The upstream sees the client's own Host (HTTP/2 clients send :authority only).
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(value) = HeaderValue::from_str(&raw_host)
-        {
-            req.headers_mut().insert(header::HOST, value);
         }
         let to = Forward {
             upstream,
@@ -173,6 +162,21 @@ impl Proxy {
             .close_tunnels(self.args.shutdown_timeout)
             .await;
     }
+}
+
+/// The host a request is routed by: the authority of an absolute-form request line (or
+/// HTTP/2's :authority) wins over the Host header, as in nginx.
+fn routing_host<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(authority) => Some(without_userinfo(authority.as_str())),
+        None => req.headers().get(header::HOST)?.to_str().ok(),
+    }
+}
+
+fn without_userinfo(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 /// Ceryx redirects with 301 for every method.
