@@ -328,33 +328,8 @@ impl Bench {
         Ok(port)
     }
 
-    fn wrk(
-        &self,
-        port: u16,
-        hosts: Hosts,
-        seconds: u64,
-    ) -> Result<Load, Box<dyn std::error::Error>> {
-        let mut command = Command::new("wrk");
-        command
-            .args(["-t1", "-c50", "--latency", "-d"])
-            .arg(format!("{seconds}s"));
-        match hosts {
-            Hosts::One => {
-                command.args(["-H", "Host: bench.test"]);
-            }
-            Hosts::Spread(n) => {
-                let script = self.dir.join(format!("spread-{n}.lua"));
-                std::fs::write(
-                    &script,
-                    format!(
-                        "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/\", {{Host = \"h\" .. (i % {n}) .. \".bench.test\"}})\nend\n"
-                    ),
-                )?;
-                command.arg("-s").arg(&script);
-            }
-        }
-        let output = command.arg(format!("http://127.0.0.1:{port}/")).output()?;
-        Ok(parse_wrk(&String::from_utf8_lossy(&output.stdout)))
+    fn wrk(&self, port: u16, hosts: Hosts, seconds: u64) -> Result<Load, std::io::Error> {
+        wrk(&self.dir, port, hosts, seconds)
     }
 
     /// Writes `count` routes `h<i>.bench.test` → `target` in Ceryx's layout, pipelined.
@@ -504,7 +479,7 @@ impl Bench {
         };
         let churned = tokio::task::spawn_blocking({
             let bench_dir = self.dir.clone();
-            move || wrk_blocking(&bench_dir, proxy, hosts, seconds)
+            move || wrk(&bench_dir, proxy, Hosts::Spread(hosts), seconds)
         })
         .await??;
         running.store(false, Ordering::Relaxed);
@@ -536,7 +511,7 @@ impl Bench {
         let seconds = self.scale.outage_seconds;
         let load = tokio::task::spawn_blocking({
             let dir = self.dir.clone();
-            move || wrk_blocking(&dir, proxy, 100, 3 * seconds)
+            move || wrk(&dir, proxy, Hosts::Spread(100), 3 * seconds)
         });
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         self.procs.kill("redis");
@@ -634,21 +609,28 @@ enum Hosts {
     Spread(usize),
 }
 
-fn wrk_blocking(dir: &Path, port: u16, hosts: usize, seconds: u64) -> Result<Load, std::io::Error> {
-    let script = dir.join(format!("spread-{hosts}.lua"));
-    std::fs::write(
-        &script,
-        format!(
-            "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/\", {{Host = \"h\" .. (i % {hosts}) .. \".bench.test\"}})\nend\n"
-        ),
-    )?;
-    let output = Command::new("wrk")
+/// One wrk run against `port`, with one `Host` or spread over `h<i>.bench.test`.
+fn wrk(dir: &Path, port: u16, hosts: Hosts, seconds: u64) -> Result<Load, std::io::Error> {
+    let mut command = Command::new("wrk");
+    command
         .args(["-t1", "-c50", "--latency", "-d"])
-        .arg(format!("{seconds}s"))
-        .arg("-s")
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()?;
+        .arg(format!("{seconds}s"));
+    match hosts {
+        Hosts::One => {
+            command.args(["-H", "Host: bench.test"]);
+        }
+        Hosts::Spread(n) => {
+            let script = dir.join(format!("spread-{n}.lua"));
+            std::fs::write(
+                &script,
+                format!(
+                    "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/\", {{Host = \"h\" .. (i % {n}) .. \".bench.test\"}})\nend\n"
+                ),
+            )?;
+            command.arg("-s").arg(&script);
+        }
+    }
+    let output = command.arg(format!("http://127.0.0.1:{port}/")).output()?;
     Ok(parse_wrk(&String::from_utf8_lossy(&output.stdout)))
 }
 
