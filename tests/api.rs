@@ -455,14 +455,7 @@ async fn a_route_created_through_the_api_is_served_by_another_proxy_on_the_next_
 async fn routes_a_resource_owns_are_refused_with_409_and_left_intact() {
     let redis = RedisServer::start().await;
     let store = redis.store();
-    let owner = ceryx::store::Writer::Resource {
-        owner: "shop/web",
-        take_unowned: false,
-    };
-    store
-        .write(&route("owned.test", "http://web:80"), owner)
-        .await
-        .unwrap();
+    owned(&*store, "owned.test", "http://web:80", "shop/web").await;
     let api = RunningApi::start(store.clone(), None).await;
     let client = TestClient::default();
 

@@ -5,7 +5,7 @@ mod common;
 
 use ceryx::controller::CeryxRoute;
 use ceryx::controller::reconcile::{Context, FINALIZER, reconcile};
-use ceryx::store::{RouteStore, Writer};
+use ceryx::store::RouteStore;
 use common::*;
 use http::{Method, Request, Response};
 use kube::client::Body;
@@ -182,14 +182,13 @@ async fn apply_writes_the_owned_route_and_reports_programmed() {
 async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
     let redis = RedisServer::start().await;
     let (ctx, mut api, store) = setup(&redis);
-    let other = Writer::Resource {
-        owner: "shop/older",
-        take_unowned: false,
-    };
-    store
-        .write(&route("taken.example.com", "http://older:80"), other)
-        .await
-        .unwrap();
+    owned(
+        &*store,
+        "taken.example.com",
+        "http://older:80",
+        "shop/older",
+    )
+    .await;
     store
         .put(&route("api.example.com", "http://api-made:80"))
         .await
@@ -253,22 +252,14 @@ async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
 async fn deletion_removes_our_route_and_leaves_a_foreign_one_alone() {
     let redis = RedisServer::start().await;
     let (ctx, mut api, store) = setup(&redis);
-    let mine = Writer::Resource {
-        owner: "shop/web",
-        take_unowned: false,
-    };
-    store
-        .write(&route("mine.example.com", "http://web:80"), mine)
-        .await
-        .unwrap();
-    let theirs = Writer::Resource {
-        owner: "shop/other",
-        take_unowned: false,
-    };
-    store
-        .write(&route("theirs.example.com", "http://other:80"), theirs)
-        .await
-        .unwrap();
+    owned(&*store, "mine.example.com", "http://web:80", "shop/web").await;
+    owned(
+        &*store,
+        "theirs.example.com",
+        "http://other:80",
+        "shop/other",
+    )
+    .await;
 
     for host in ["mine.example.com", "theirs.example.com"] {
         let obj = resource(url_spec(host), true, true);
@@ -318,16 +309,7 @@ async fn garbage_collection_removes_only_routes_of_resources_that_are_gone() {
         ("kept.example.com", "shop/web"),
         ("orphan.example.com", "shop/gone"),
     ] {
-        store
-            .write(
-                &route(host, "http://x:80"),
-                Writer::Resource {
-                    owner,
-                    take_unowned: false,
-                },
-            )
-            .await
-            .unwrap();
+        owned(&*store, host, "http://x:80", owner).await;
     }
     store
         .put(&route("api.example.com", "http://x:80"))
@@ -363,14 +345,7 @@ async fn garbage_collection_removes_only_routes_of_resources_that_are_gone() {
 async fn an_older_resource_takes_its_host_from_a_newer_one_and_says_so_on_both() {
     let redis = RedisServer::start().await;
     let (ctx, mut api, store) = setup(&redis);
-    let newer = Writer::Resource {
-        owner: "shop/newer",
-        take_unowned: false,
-    };
-    store
-        .write(&route("both.example.com", "http://newer:80"), newer)
-        .await
-        .unwrap();
+    owned(&*store, "both.example.com", "http://newer:80", "shop/newer").await;
     let newer = named(
         "newer",
         "2026-06-01T00:00:00Z",
@@ -424,14 +399,7 @@ async fn an_older_resource_takes_its_host_from_a_newer_one_and_says_so_on_both()
 async fn a_resource_moved_to_another_class_gives_back_its_host_and_finalizer() {
     let redis = RedisServer::start().await;
     let (ctx, mut api, store) = setup(&redis);
-    let mine = Writer::Resource {
-        owner: "shop/web",
-        take_unowned: false,
-    };
-    store
-        .write(&route("moved.example.com", "http://web:80"), mine)
-        .await
-        .unwrap();
+    owned(&*store, "moved.example.com", "http://web:80", "shop/web").await;
     let mut spec = url_spec("moved.example.com");
     spec["ingressClassName"] = json!("nginx");
     let mut obj = resource(spec.clone(), true, false);

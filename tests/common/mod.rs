@@ -333,6 +333,15 @@ pub fn test_args() -> ProxyArgs {
     args
 }
 
+/// Writes a route as the CeryxRoute `owner` (`<namespace>/<name>`) would.
+pub async fn owned(store: &dyn RouteStore, source: &str, target: &str, owner: &str) {
+    let by = ceryx::store::Writer::Resource {
+        owner,
+        take_unowned: false,
+    };
+    store.write(&route(source, target), by).await.unwrap();
+}
+
 pub fn route(source: &str, target: &str) -> Route {
     Route::new(source, target, Settings::default()).unwrap()
 }
