@@ -1,8 +1,8 @@
 # Every recipe is one obvious command; `make help` lists them.
-.PHONY: help build run test lint fmt bench crd
+.PHONY: help build run test lint fmt bench crd chart-lint docker
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 build: ## release binary at target/release/ceryx
 	cargo build --release --locked
@@ -10,7 +10,7 @@ build: ## release binary at target/release/ceryx
 run: ## proxy on :8080, API on 127.0.0.1:5555 (in-memory routes unless CERYX_REDIS_* is set)
 	cargo run --release --locked -- run
 
-test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, wrk if missing and root)
+test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, wrk, helm if missing)
 	bash scripts/test-deps
 	bash bench/run --smoke
 	cargo test --locked
@@ -24,6 +24,14 @@ lint: ## formatting and clippy, warnings are errors
 
 crd: ## regenerate crds/ceryxroute.yaml from the Rust types
 	cargo run --locked -q -- crd > crds/ceryxroute.yaml
+	cp crds/ceryxroute.yaml charts/ceryx/crds/ceryxroute.yaml
+
+chart-lint: ## helm lint of charts/ceryx, with default and production-like values
+	bash scripts/helm lint charts/ceryx
+	bash scripts/helm lint charts/ceryx -f charts/ceryx/ci/production-values.yaml
+
+docker: ## container image ceryx:dev (needs a Docker engine)
+	docker build -t ceryx:dev .
 
 fmt: ## format the code
 	cargo fmt

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Where routes are stored.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Redis URL (`redis://` or `rediss://`), instead of host/port/password.
+    /// Redis URL (`redis://` or `rediss://`), instead of host and port
+    /// (`CERYX_REDIS_PASSWORD` applies when the URL carries none).
     #[arg(long, env = "CERYX_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Redis host. Without it (or a URL) routes live in memory, in this process only.
@@ -60,6 +61,15 @@ pub struct ApiArgs {
     /// Bearer token every API call (but the health probes) must carry.
     #[arg(long, env = "CERYX_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+}
+
+/// The operations listener of processes without the REST API.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// Address for `/healthz`, `/readyz` (and metrics) apart from the REST API, for
+    /// probes of proxy-only and controller pods; off when unset.
+    #[arg(long, env = "CERYX_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// What the Kubernetes controller takes and how it names Services.

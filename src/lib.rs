@@ -1,6 +1,7 @@
 //! Ceryx: a dynamic reverse proxy. Every public host name maps to a target, and a route
 //! change is served at once, with no reload and no failed request.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod controller;

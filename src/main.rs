@@ -1,7 +1,7 @@
 //! The `ceryx` binary: subcommands and wiring only.
 
 use anyhow::Context;
-use ceryx::config::{ApiArgs, ControllerArgs, ProxyArgs, StoreArgs};
+use ceryx::config::{ApiArgs, ControllerArgs, OpsArgs, ProxyArgs, StoreArgs};
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
 use clap::{Args, Parser, Subcommand};
@@ -46,6 +46,8 @@ struct ControllerCommand {
     store: StoreArgs,
     #[command(flatten)]
     controller: ControllerArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 #[derive(Args)]
@@ -56,6 +58,8 @@ struct RunCommand {
     proxy: ProxyArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 #[derive(Args)]
@@ -64,6 +68,8 @@ struct ProxyCommand {
     store: StoreArgs,
     #[command(flatten)]
     proxy: ProxyArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 #[derive(Args)]
@@ -72,6 +78,8 @@ struct ApiCommand {
     store: StoreArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
 }
 
 #[tokio::main]
@@ -96,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(cmd) => {
             let store = open_store(&cmd.store)?;
+            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
             let api = start_api(store, cmd.api, shutdown).await?;
             let (proxy, api) = tokio::join!(proxy, api);
@@ -104,10 +113,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Proxy(cmd) => {
             let store = open_store(&cmd.store)?;
+            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             start_proxy(store, cmd.proxy, shutdown).await?.await?;
         }
         Command::Api(cmd) => {
             let store = open_store(&cmd.store)?;
+            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             start_api(store, cmd.api, shutdown).await?.await??;
         }
         Command::Controller(cmd) => {
@@ -116,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
                 "the controller needs Redis (CERYX_REDIS_HOST or CERYX_REDIS_URL): the proxies read routes from there"
             );
             let store = open_store(&cmd.store)?;
+            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes API: neither in a cluster nor a kubeconfig")?;
@@ -181,6 +193,28 @@ async fn start_api(
     tracing::info!(%addr, auth = !open, "REST API listening");
     let router = ceryx::api::router(store, args.api_token);
     Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))
+}
+
+/// Serves the probes on `CERYX_METRICS_ADDR`, if set, until shutdown.
+async fn start_ops(
+    store: Arc<dyn RouteStore>,
+    args: &OpsArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "health and metrics listening");
+    let router = ceryx::admin::standalone(store);
+    tokio::spawn(async move {
+        if let Err(e) = ceryx::api::serve(listener, router, shutdown).await {
+            tracing::error!(error = %e, "health and metrics listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

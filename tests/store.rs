@@ -58,6 +58,12 @@ async fn password_prefix_list_and_delete() {
     let mut wrong = redis.config();
     wrong.password = Some("wrong".into());
     assert!(RedisStore::connect(&wrong).unwrap().ping().await.is_err());
+
+    // A URL without a password takes the one given apart (a Kubernetes Secret).
+    let mut by_url = redis.config();
+    by_url.url = Some(format!("redis://127.0.0.1:{}/0", redis.port));
+    let by_url = RedisStore::connect(&by_url).unwrap();
+    assert_eq!(by_url.list().await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -50,14 +50,14 @@ pub fn router(store: Arc<dyn RouteStore>, token: Option<String>) -> Router {
         .route("/api/routes/{source}/", item)
         .route("/api/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize));
+    let store = api.store.clone();
     Router::new()
         .merge(routes)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .with_state(api)
+        .merge(crate::admin::router(store))
         .fallback(|| async { ApiError::NoSuchPath })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(api)
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the
@@ -140,16 +140,4 @@ async fn find(api: &Api, source: &str) -> Result<Option<Route>, ApiError> {
         return Ok(Some(route));
     }
     Ok(api.store.get(source).await?)
-}
-
-async fn healthz() -> Response {
-    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
-    api.store.ping().await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"status": "ready"}),
-    ))
 }

@@ -56,7 +56,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Where Redis is and how to talk to it (the original `CERYX_REDIS_*` settings).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL; when set, host, port and password are ignored.
+    /// `redis://` or `rediss://` URL; when set, host and port are ignored, and the
+    /// password too if the URL carries one.
     pub url: Option<String>,
     /// Redis host name or address.
     pub host: String,
@@ -92,7 +93,8 @@ impl RedisConfig {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        if let (None, Some(password)) = (&self.url, &self.password) {
+        // A password kept apart from the URL (a Kubernetes Secret) joins it.
+        if let (None, Some(password)) = (redis.password(), &self.password) {
             redis = redis.set_password(password);
         }
         Ok(info.set_redis_settings(redis))

@@ -1,0 +1,77 @@
+{{/* Release-scoped name of every object: <release>-ceryx, or the release name when it already says ceryx. */}}
+{{- define "ceryx.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ceryx.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ceryx.labels" -}}
+{{ include "ceryx.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "ceryx.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "ceryx.apiSecret" -}}
+{{- .Values.api.existingSecret | default (printf "%s-api-token" (include "ceryx.fullname" .)) -}}
+{{- end -}}
+
+{{/* Where every Ceryx process finds Redis. */}}
+{{- define "ceryx.redisEnv" -}}
+{{- if .Values.redis.embedded.enabled }}
+- name: CERYX_REDIS_URL
+  value: {{ printf "redis://%s-redis:6379" (include "ceryx.fullname" .) | quote }}
+{{- else }}
+{{- if not .Values.redis.url }}
+{{- fail "redis.url is required when redis.embedded.enabled is false" }}
+{{- end }}
+- name: CERYX_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- if .Values.redis.existingSecret }}
+- name: CERYX_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.passwordKey }}
+{{- end }}
+{{- end }}
+- name: CERYX_REDIS_PREFIX
+  value: {{ .Values.redis.prefix | quote }}
+- name: CERYX_REDIS_TIMEOUT
+  value: {{ .Values.redis.timeoutMillis | quote }}
+- name: CERYX_METRICS_ADDR
+  value: {{ printf "0.0.0.0:%d" (int .Values.opsPort) | quote }}
+{{- end -}}
+
+{{/* The REST API's listener and token, for `ceryx run` and `ceryx api` containers. */}}
+{{- define "ceryx.apiEnv" -}}
+- name: CERYX_API_ADDR
+  value: "0.0.0.0:5555"
+- name: CERYX_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ceryx.apiSecret" . }}
+      key: {{ .Values.api.tokenKey }}
+{{- end -}}
+
+{{- define "ceryx.probes" -}}
+livenessProbe:
+  httpGet: {path: /healthz, port: ops}
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: {{ .ready }}, port: ops}
+  periodSeconds: 5
+  failureThreshold: 2
+{{- end -}}

@@ -1,0 +1,44 @@
+//! Operations endpoints of every process: health probes (`/healthz`, `/readyz`). The
+//! REST API serves them on its own listener; `CERYX_METRICS_ADDR` serves them for
+//! processes without the API (proxy-only pods, the controller).
+
+use crate::api::ApiError;
+use crate::store::RouteStore;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+/// The probes over `store`: `/healthz` answers while the process runs, `/readyz` while
+/// the store answers too.
+pub fn router(store: Arc<dyn RouteStore>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(store)
+}
+
+/// [`router`] alone, answering 404 elsewhere: the `CERYX_METRICS_ADDR` listener.
+pub fn standalone(store: Arc<dyn RouteStore>) -> Router {
+    router(store).fallback(|| async { ApiError::NoSuchPath })
+}
+
+async fn healthz() -> Response {
+    status("ok")
+}
+
+async fn readyz(State(store): State<Arc<dyn RouteStore>>) -> Result<Response, ApiError> {
+    store.ping().await?;
+    Ok(status("ready"))
+}
+
+fn status(word: &str) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\": \"{word}\"}}"),
+    )
+        .into_response()
+}

@@ -1,0 +1,390 @@
+//! The Helm chart, rendered by a real `helm` (installed by scripts/helm), and the
+//! Dockerfile, read: no Kubernetes API server nor Docker engine runs here.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::process::Command;
+
+const CHART: &str = "charts/ceryx";
+const PRODUCTION: &str = "charts/ceryx/ci/production-values.yaml";
+
+/// Runs `helm` with `args`; stdout on success, stderr on failure.
+fn helm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg("scripts/helm")
+        .args(args)
+        .output()
+        .expect("bash scripts/helm");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The objects `helm template` renders for release `t` in namespace `ceryx-system`.
+fn render(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", "t", CHART, "--namespace", "ceryx-system"];
+    args.extend_from_slice(extra);
+    let text = helm(&args).unwrap_or_else(|e| panic!("helm template {extra:?}: {e}"));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env<'a>(deployment: &'a Value, name: &str) -> &'a Value {
+    container(deployment)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {}", deployment["metadata"]["name"]))
+}
+
+fn image() -> String {
+    format!("ghcr.io/ceryx-dev/ceryx:{}", env!("CARGO_PKG_VERSION"))
+}
+
+#[test]
+fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
+    helm(&["lint", "--strict", CHART]).expect("helm lint");
+    let objects = render(&[]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole/t-ceryx-controller",
+            "ClusterRoleBinding/t-ceryx-controller",
+            "Deployment/t-ceryx-controller",
+            "Deployment/t-ceryx-proxy",
+            "Deployment/t-ceryx-redis",
+            "PodDisruptionBudget/t-ceryx-proxy",
+            "Role/t-ceryx-controller-lease",
+            "RoleBinding/t-ceryx-controller-lease",
+            "Secret/t-ceryx-api-token",
+            "Service/t-ceryx-api",
+            "Service/t-ceryx-proxy",
+            "Service/t-ceryx-redis",
+            "ServiceAccount/t-ceryx-controller",
+            "ServiceAccount/t-ceryx-proxy",
+        ]
+    );
+
+    let proxy = find(&objects, "Deployment", "t-ceryx-proxy");
+    assert_eq!(proxy["spec"]["replicas"], 2);
+    assert_eq!(container(proxy)["image"], image());
+    assert_eq!(
+        container(proxy)["args"],
+        json!(["run"]),
+        "API in the proxy pods"
+    );
+    assert_eq!(
+        env(proxy, "CERYX_REDIS_URL")["value"],
+        "redis://t-ceryx-redis:6379"
+    );
+    assert_eq!(env(proxy, "CERYX_API_ADDR")["value"], "0.0.0.0:5555");
+    assert_eq!(
+        env(proxy, "CERYX_API_TOKEN")["valueFrom"]["secretKeyRef"],
+        json!({"name": "t-ceryx-api-token", "key": "token"})
+    );
+    assert_eq!(env(proxy, "CERYX_METRICS_ADDR")["value"], "0.0.0.0:9090");
+    let ports = &container(proxy)["ports"];
+    assert_eq!(
+        ports,
+        &json!([
+            {"name": "http", "containerPort": 8080},
+            {"name": "api", "containerPort": 5555},
+            {"name": "ops", "containerPort": 9090},
+        ])
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container(proxy)[probe]["httpGet"]["path"],
+            "/healthz",
+            "{probe}"
+        );
+        assert_eq!(container(proxy)[probe]["httpGet"]["port"], "ops", "{probe}");
+    }
+    let token = find(&objects, "Secret", "t-ceryx-api-token");
+    assert_eq!(
+        token["data"]["token"].as_str().unwrap().len(),
+        56,
+        "40 random characters, base64"
+    );
+
+    let service = find(&objects, "Service", "t-ceryx-proxy");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "http", "port": 80, "targetPort": "http"}])
+    );
+    let api = find(&objects, "Service", "t-ceryx-api");
+    assert_eq!(api["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        api["spec"]["selector"]["app.kubernetes.io/component"],
+        "proxy"
+    );
+    let redis = find(&objects, "Service", "t-ceryx-redis");
+    assert_eq!(redis["spec"]["ports"][0]["port"], 6379);
+
+    let controller = find(&objects, "Deployment", "t-ceryx-controller");
+    assert_eq!(controller["spec"]["replicas"], 2);
+    assert_eq!(container(controller)["image"], image());
+    assert_eq!(container(controller)["args"], json!(["controller"]));
+    assert_eq!(env(controller, "CERYX_LEADER_ELECTION")["value"], "true");
+    assert_eq!(env(controller, "CERYX_INGRESS_CLASS")["value"], "ceryx");
+    assert_eq!(
+        env(controller, "CERYX_LEASE_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(
+        env(controller, "CERYX_LEASE_IDENTITY")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(
+        container(controller)["readinessProbe"]["httpGet"]["path"],
+        "/readyz"
+    );
+}
+
+#[test]
+fn production_values_use_external_redis_a_separate_api_and_autoscaled_proxies() {
+    helm(&["lint", "--strict", CHART, "-f", PRODUCTION]).expect("helm lint");
+    let objects = render(&["-f", PRODUCTION]);
+    let names = kinds(&objects);
+    assert!(
+        !names.iter().any(|k| k.contains("redis")),
+        "no in-chart Redis: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|k| k.starts_with("Secret/")),
+        "API token from the existing Secret: {names:?}"
+    );
+
+    let proxy = find(&objects, "Deployment", "t-ceryx-proxy");
+    assert_eq!(container(proxy)["args"], json!(["proxy"]));
+    assert!(
+        proxy["spec"].get("replicas").is_none(),
+        "the HPA owns the replica count"
+    );
+    assert_eq!(
+        env(proxy, "CERYX_REDIS_URL")["value"],
+        "redis://redis.data.svc:6379/0"
+    );
+    assert_eq!(
+        env(proxy, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
+        json!({"name": "ceryx-redis", "key": "password"})
+    );
+    assert_eq!(env(proxy, "CERYX_TRUSTED_PROXIES")["value"], "10.0.0.0/8");
+    let hpa = find(&objects, "HorizontalPodAutoscaler", "t-ceryx-proxy");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "t-ceryx-proxy");
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(3), json!(12))
+    );
+
+    let service = find(&objects, "Service", "t-ceryx-proxy");
+    assert_eq!(service["spec"]["type"], "NodePort");
+    assert_eq!(service["spec"]["externalTrafficPolicy"], "Local");
+    assert_eq!(service["spec"]["ports"][0]["nodePort"], 30080);
+
+    let api = find(&objects, "Deployment", "t-ceryx-api");
+    assert_eq!(api["spec"]["replicas"], 2);
+    assert_eq!(container(api)["args"], json!(["api"]));
+    assert_eq!(
+        env(api, "CERYX_API_TOKEN")["valueFrom"]["secretKeyRef"],
+        json!({"name": "ceryx-api-token", "key": "token"})
+    );
+    assert_eq!(
+        env(api, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["name"],
+        "ceryx-redis"
+    );
+    let api_service = find(&objects, "Service", "t-ceryx-api");
+    assert_eq!(
+        api_service["spec"]["selector"]["app.kubernetes.io/component"],
+        "api"
+    );
+}
+
+#[test]
+fn every_pod_runs_non_root_read_only_without_privileges() {
+    for extra in [&[][..], &["-f", PRODUCTION][..]] {
+        let objects = render(extra);
+        let deployments: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .collect();
+        assert!(deployments.len() >= 3);
+        for deployment in deployments {
+            let name = &deployment["metadata"]["name"];
+            let pod = &deployment["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{name}"
+            );
+            if name != "t-ceryx-controller" {
+                assert_eq!(
+                    pod["automountServiceAccountToken"], false,
+                    "{name} needs no API token"
+                );
+            }
+            for c in pod["containers"].as_array().unwrap() {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+                assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
+                assert!(
+                    c["resources"]["requests"].is_object(),
+                    "{name} has requests"
+                );
+            }
+        }
+    }
+}
+
+/// What the controller calls (tests/controller.rs asserts each call): watch and patch
+/// CeryxRoutes (finalizer), apply their status, publish Events, hold a Lease.
+#[test]
+fn rbac_grants_exactly_what_the_controller_calls() {
+    let objects = render(&[]);
+    let cluster_rules = json!([
+        {"apiGroups": ["ceryx.dev"], "resources": ["ceryxroutes"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["ceryx.dev"], "resources": ["ceryxroutes/status"], "verbs": ["patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]);
+    let lease_rules = json!([
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+    ]);
+    assert_eq!(
+        find(&objects, "ClusterRole", "t-ceryx-controller")["rules"],
+        cluster_rules
+    );
+    let role = find(&objects, "Role", "t-ceryx-controller-lease");
+    assert_eq!(role["rules"], lease_rules);
+    assert!(
+        role["metadata"].get("namespace").is_none(),
+        "the release namespace"
+    );
+    for binding in [
+        find(&objects, "ClusterRoleBinding", "t-ceryx-controller"),
+        find(&objects, "RoleBinding", "t-ceryx-controller-lease"),
+    ] {
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "t-ceryx-controller", "namespace": "ceryx-system"}])
+        );
+    }
+    let controller = find(&objects, "Deployment", "t-ceryx-controller");
+    assert_eq!(
+        controller["spec"]["template"]["spec"]["serviceAccountName"],
+        "t-ceryx-controller"
+    );
+
+    // The manifests for installs without Helm grant the same.
+    let plain = std::fs::read_to_string("deploy/controller-rbac.yaml").unwrap();
+    let plain: Vec<Value> = serde_yaml::Deserializer::from_str(&plain)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    let rules_of = |kind: &str| {
+        plain
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .map(|o| o["rules"].clone())
+            .unwrap()
+    };
+    assert_eq!(rules_of("ClusterRole"), cluster_rules);
+    assert_eq!(rules_of("Role"), lease_rules);
+}
+
+#[test]
+fn bad_values_fail_at_install_time_with_the_reason() {
+    let fails = |set: &str, says: &str| {
+        let err = helm(&["template", "t", CHART, "--set", set]).expect_err(set);
+        assert!(err.contains(says), "{set}: {err}");
+    };
+    fails("proxy.replicas=two", "/proxy/replicas");
+    fails("proxy.replcas=3", "replcas");
+    fails("api.mode=sidecar", "/api/mode");
+    fails("proxy.service.type=External", "/proxy/service/type");
+    fails("redis.url=http://redis:6379", "/redis/url");
+    fails(
+        "redis.embedded.enabled=false",
+        "redis.url is required when redis.embedded.enabled is false",
+    );
+}
+
+#[test]
+fn chart_ships_the_committed_crd() {
+    let chart = std::fs::read_to_string("charts/ceryx/crds/ceryxroute.yaml").unwrap();
+    let top = std::fs::read_to_string("crds/ceryxroute.yaml").unwrap();
+    assert!(
+        chart == top,
+        "charts/ceryx/crds/ is out of date: run `make crd`"
+    );
+}
+
+#[test]
+fn dockerfile_builds_like_make_build_and_runs_non_root() {
+    let docker = std::fs::read_to_string("Dockerfile").unwrap();
+    let stages: Vec<&str> = docker.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "build stage and runtime stage: {stages:?}");
+    assert!(stages[0].ends_with(" AS build"));
+    let make = std::fs::read_to_string("Makefile").unwrap();
+    let build = make
+        .lines()
+        .skip_while(|l| !l.starts_with("build:"))
+        .nth(1)
+        .unwrap()
+        .trim();
+    assert!(
+        docker.contains(&format!("RUN {build}\n")),
+        "Dockerfile builds with `{build}`"
+    );
+    let runtime = &docker[docker.find(stages[1]).unwrap()..];
+    assert!(runtime.contains("COPY --from=build /src/target/release/ceryx "));
+    let user = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER in the runtime stage");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("numeric uid");
+    assert_ne!(uid, 0, "non-root");
+    assert!(
+        !runtime.contains("RUN "),
+        "nothing but the binary in the runtime image"
+    );
+}
