@@ -1,4 +1,5 @@
-//! Operations endpoints of every process: health probes (`/healthz`, `/readyz`). The
+//! Operations endpoints of every process: health probes (`/healthz`, `/readyz`) and
+//! Prometheus metrics (`/metrics`). The
 //! REST API serves them on its own listener; `CERYX_METRICS_ADDR` serves them for
 //! processes without the API (proxy-only pods, the controller).
 
@@ -11,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
-/// The probes over `store`: `/healthz` answers while the process runs, `/readyz` while
-/// the store answers too.
+/// The probes over `store` (`/healthz` answers while the process runs, `/readyz` while
+/// the store answers too) and `/metrics`.
 pub fn router(store: Arc<dyn RouteStore>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(store)
 }
 
@@ -32,6 +34,17 @@ async fn healthz() -> Response {
 async fn readyz(State(store): State<Arc<dyn RouteStore>>) -> Result<Response, ApiError> {
     store.ping().await?;
     Ok(status("ready"))
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+        .into_response()
 }
 
 fn status(word: &str) -> Response {

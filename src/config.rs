@@ -66,6 +66,9 @@ pub struct ApiArgs {
 /// The operations listener of processes without the REST API.
 #[derive(Debug, Clone, Args)]
 pub struct OpsArgs {
+    /// StatsD server (`host:port`, UDP) that receives every metric too; off when unset.
+    #[arg(long, env = "CERYX_STATSD_ADDR")]
+    pub statsd_addr: Option<String>,
     /// Address for `/healthz`, `/readyz` (and metrics) apart from the REST API, for
     /// probes of proxy-only and controller pods; off when unset.
     #[arg(long, env = "CERYX_METRICS_ADDR")]
@@ -137,6 +140,9 @@ pub struct ProxyArgs {
     /// How long SIGTERM waits for in-flight requests before closing them.
     #[arg(long, env = "CERYX_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = seconds)]
     pub shutdown_timeout: Duration,
+    /// One JSON line per request on stdout.
+    #[arg(long, env = "CERYX_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
 }
 
 impl ProxyArgs {
@@ -152,6 +158,7 @@ impl ProxyArgs {
             upstream_response_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
+            access_log: true,
         }
     }
 

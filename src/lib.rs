@@ -8,3 +8,4 @@ pub mod controller;
 pub mod proxy;
 pub mod route;
 pub mod store;
+pub mod telemetry;

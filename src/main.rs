@@ -95,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
+        // stdout carries the access log alone, one JSON object per line.
+        .with_writer(std::io::stderr)
         .init();
     // One crypto provider for every TLS user in the process (Redis over rediss://).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -103,30 +105,36 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
         Command::Run(cmd) => {
-            let store = open_store(&cmd.store)?;
-            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
+            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
+            let store = open_store(&cmd.store).await?;
             let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
-            let api = start_api(store, cmd.api, shutdown).await?;
+            let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
+            start_ops(store, &cmd.ops, shutdown).await?;
             let (proxy, api) = tokio::join!(proxy, api);
             proxy?;
             api??;
         }
         Command::Proxy(cmd) => {
-            let store = open_store(&cmd.store)?;
-            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
-            start_proxy(store, cmd.proxy, shutdown).await?.await?;
+            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
+            let store = open_store(&cmd.store).await?;
+            let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
+            start_ops(store, &cmd.ops, shutdown).await?;
+            proxy.await?;
         }
         Command::Api(cmd) => {
-            let store = open_store(&cmd.store)?;
-            start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
-            start_api(store, cmd.api, shutdown).await?.await??;
+            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
+            let store = open_store(&cmd.store).await?;
+            let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
+            start_ops(store, &cmd.ops, shutdown).await?;
+            api.await??;
         }
         Command::Controller(cmd) => {
             anyhow::ensure!(
                 cmd.store.redis().is_some(),
                 "the controller needs Redis (CERYX_REDIS_HOST or CERYX_REDIS_URL): the proxies read routes from there"
             );
-            let store = open_store(&cmd.store)?;
+            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
+            let store = open_store(&cmd.store).await?;
             start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             let client = kube::Client::try_default()
                 .await
@@ -148,11 +156,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
+/// How long start-up waits for Redis before serving anyway (with nothing known, every
+/// host gets 500 until Redis answers).
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
     Ok(match args.redis() {
         Some(redis) => {
             tracing::info!(prefix = %redis.prefix, "routes in redis");
-            Arc::new(RedisStore::connect(&redis).context("redis settings")?)
+            let store = RedisStore::connect(&redis).context("redis settings")?;
+            let deadline = tokio::time::Instant::now() + STORE_WAIT;
+            while let Err(e) = store.ping().await {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(error = %e, "redis unreachable; starting anyway");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Arc::new(store)
         }
         None => {
             tracing::info!(
@@ -195,12 +216,16 @@ async fn start_api(
     Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))
 }
 
-/// Serves the probes on `CERYX_METRICS_ADDR`, if set, until shutdown.
+/// Serves the probes and metrics on `CERYX_METRICS_ADDR`, if set, until shutdown; last,
+/// so a pod is not reported up before its other listeners are.
 async fn start_ops(
     store: Arc<dyn RouteStore>,
     args: &OpsArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(statsd) = &args.statsd_addr {
+        tracing::info!(%statsd, "metrics to StatsD");
+    }
     let Some(addr) = args.metrics_addr else {
         return Ok(());
     };

@@ -416,3 +416,38 @@ async fn a_resource_moved_to_another_class_gives_back_its_host_and_finalizer() {
     );
     assert_eq!(store.get("moved.example.com").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn reconciles_are_counted_by_result_and_timed() {
+    // One recorder per test binary; other tests' reconciles may count too.
+    let _ = ceryx::telemetry::install(None);
+    let series =
+        |result: &str| format!("ceryx_controller_reconciles_total{{result=\"{result}\"}} ");
+    let count = |result: &str| {
+        let text = ceryx::telemetry::render();
+        let series = series(result);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (ok, failed) = (count("ok"), count("error"));
+
+    let redis = RedisServer::start().await;
+    let (ctx, _api, _store) = setup(&redis);
+    let mut spec = url_spec("other.example.com");
+    spec["ingressClassName"] = json!("nginx");
+    reconcile(Arc::new(resource(spec, false, false)), ctx.clone())
+        .await
+        .unwrap();
+    let mut unnamed = resource(url_spec("x.example.com"), false, false);
+    unnamed.metadata.namespace = None;
+    assert!(reconcile(Arc::new(unnamed), ctx).await.is_err());
+
+    assert!(count("ok") >= ok + 1.0);
+    assert!(count("error") >= failed + 1.0);
+    let text = ceryx::telemetry::render();
+    assert!(
+        text.contains("ceryx_controller_reconcile_duration_seconds_count"),
+        "{text}"
+    );
+}

@@ -6,72 +6,8 @@ mod common;
 use ceryx::store::{RedisStore, RouteStore};
 use common::*;
 use http::StatusCode;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A `ceryx` process, killed when dropped.
-struct Process {
-    child: Child,
-    /// The proxy's address.
-    addr: SocketAddr,
-    /// The REST API's address (`run` and `api` only).
-    api: SocketAddr,
-}
-
-impl Process {
-    /// Starts `ceryx <subcommand>` on a free port and waits until it accepts connections.
-    async fn start(subcommand: &str, env: &[(&str, String)]) -> Process {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ceryx"));
-        command
-            .arg(subcommand)
-            .env("CERYX_HTTP_ADDR", addr.to_string())
-            .env("CERYX_API_ADDR", api.to_string())
-            .stdout(Stdio::null());
-        for var in [
-            "CERYX_REDIS_HOST",
-            "CERYX_REDIS_URL",
-            "CERYX_REDIS_PORT",
-            "CERYX_CACHE_TTL",
-        ] {
-            command.env_remove(var);
-        }
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap();
-        let listening = if subcommand == "api" { api } else { addr };
-        eventually(Duration::from_secs(10), "ceryx to listen", || async {
-            tokio::net::TcpStream::connect(listening).await.is_ok()
-        })
-        .await;
-        if subcommand == "run" {
-            eventually(Duration::from_secs(10), "the API to listen", || async {
-                tokio::net::TcpStream::connect(api).await.is_ok()
-            })
-            .await;
-        }
-        Process { child, addr, api }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn redis_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
     vec![

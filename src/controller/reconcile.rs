@@ -74,8 +74,15 @@ pub enum Error {
     Unnamed,
 }
 
-/// Reconciles one resource.
+/// Reconciles one resource (counted and timed in the controller's metrics).
 pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(obj, ctx).await;
+    crate::telemetry::reconcile(result.is_ok(), started.elapsed());
+    result
+}
+
+async fn reconcile_once(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().ok_or(Error::Unnamed)?;
     let api: Api<CeryxRoute> = Api::namespaced(ctx.client.clone(), &namespace);
     if obj.spec.ingress_class_name.as_deref().unwrap_or("ceryx") != ctx.class {

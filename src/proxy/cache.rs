@@ -7,6 +7,7 @@
 
 use crate::route::{Route, Upstream, WILDCARD};
 use crate::store::{Change, RouteStore, StoreError};
+use crate::telemetry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -75,12 +76,17 @@ impl RouteCache {
         let now = Instant::now();
         let mut entries = self.write();
         match change {
-            Change::Route(source) => {
+            Change::Route { source, written_at } => {
                 if let Some(entry) = entries.get_mut(cache_key(source)) {
                     entry.fresh_until = now;
                 }
+                let delay = written_at.map(|at| at.elapsed().unwrap_or_default());
+                telemetry::invalidation(delay);
             }
-            Change::Resync => entries.values_mut().for_each(|e| e.fresh_until = now),
+            Change::Resync => {
+                entries.values_mut().for_each(|e| e.fresh_until = now);
+                telemetry::invalidation(None);
+            }
         }
         self.retry_at.store(0, Ordering::Relaxed);
     }
@@ -97,6 +103,7 @@ impl RouteCache {
                     Some(e) if e.fresh_until > now => {
                         if let Some(route) = &e.route {
                             if stale.is_empty() {
+                                telemetry::cache_lookup(true);
                                 return Ok(Some(route.clone()));
                             }
                             break;
@@ -106,10 +113,12 @@ impl RouteCache {
                 }
             }
             if stale.is_empty() {
+                telemetry::cache_lookup(true);
                 return Ok(None);
             }
             stale
         };
+        telemetry::cache_lookup(false);
         let fetched = if self.now_ms() >= self.retry_at.load(Ordering::Relaxed) {
             self.refresh(&to_fetch).await
         } else {
@@ -168,6 +177,7 @@ impl RouteCache {
             });
             entries.insert((*key).to_owned(), Entry { route, fresh_until });
         }
+        telemetry::cache_entries(entries.len());
         Ok(())
     }
 
@@ -264,15 +274,15 @@ mod tests {
         assert_eq!(target_of(&cache, "n.test").await, None);
         store.put(&route("n.test", "one")).await.unwrap();
         // Without the notice, the negative answer would be trusted for an hour.
-        cache.apply(&Change::Route("n.test".into()));
+        cache.apply(&Change::route("n.test"));
         assert_eq!(
             target_of(&cache, "n.test").await.as_deref(),
             Some("http://one")
         );
         store.put(&route("*.test", "wild")).await.unwrap();
         store.delete("n.test").await.unwrap();
-        cache.apply(&Change::Route("n.test".into()));
-        cache.apply(&Change::Route("*.test".into()));
+        cache.apply(&Change::route("n.test"));
+        cache.apply(&Change::route("*.test"));
         assert_eq!(
             target_of(&cache, "n.test").await.as_deref(),
             Some("http://wild")

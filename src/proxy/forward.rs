@@ -19,7 +19,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,6 +45,8 @@ pub struct Forward<'a> {
     pub proto: &'static str,
     /// Largest request body allowed, 0 for no limit.
     pub max_body: u64,
+    /// Where the count of request body bytes received is left.
+    pub uploaded: &'a mut Option<Arc<AtomicU64>>,
 }
 
 /// Sends requests upstream and tunnels upgraded connections.
@@ -119,7 +121,10 @@ impl Forwarder {
             None => tokio::time::timeout(self.response_timeout, sent)
                 .await
                 .map_err(|_| ProxyError::GatewayTimeout)?,
-            Some(progress) => self.after_upload(sent, progress).await?,
+            Some(progress) => {
+                *to.uploaded = Some(progress.received.clone());
+                self.after_upload(sent, progress).await?
+            }
         };
         let mut response = result.map_err(|e| classify(&e, to.max_body))?;
 
@@ -175,6 +180,7 @@ impl Forwarder {
                 Ok(pair) => pair,
                 Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
             };
+            let _open = crate::telemetry::tunnel();
             let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             tokio::select! {
                 result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {

@@ -1,11 +1,13 @@
 //! The data plane: routes each request by host to its target, redirects, or answers
 //! with a clean error. Never talks to Kubernetes; reads routes through [`RouteCache`].
 
+mod access_log;
 mod body;
 pub mod cache;
 pub mod error;
 pub mod forward;
 pub mod headers;
+mod observe;
 mod server;
 
 pub use cache::RouteCache;
@@ -15,10 +17,12 @@ pub use server::serve;
 use crate::config::ProxyArgs;
 use crate::route::{Mode, normalize_host, redirect_location};
 use crate::store::RouteStore;
+use access_log::AccessLog;
 use bytes::Bytes;
 use forward::{ClientError, Forward, Forwarder};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use observe::Exchange;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -34,6 +38,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Proxy {
     cache: Arc<RouteCache>,
     forwarder: Forwarder,
+    log: AccessLog,
     args: ProxyArgs,
 }
 
@@ -50,6 +55,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             cache,
             forwarder,
+            log: AccessLog::new(args.access_log),
             args,
         }))
     }
@@ -57,14 +63,26 @@ impl Proxy {
     /// Answers one request that arrived from `peer` on a listener of scheme `listener`.
     pub async fn handle(
         &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: &'static str,
+    ) -> Response<Body> {
+        let mut exchange = Exchange::start(&mut req, peer.ip());
+        let response = self.answer(req, peer, listener, &mut exchange).await;
+        exchange.finish(response, &self.log)
+    }
+
+    async fn answer(
+        &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         listener: &'static str,
+        exchange: &mut Exchange,
     ) -> Response<Body> {
         let json = error::wants_json(req.headers());
         // Cheap clones (shared bytes), kept for the log line of a failure.
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        match self.route(req, peer, listener).await {
+        match self.route(req, peer, listener, exchange).await {
             Ok(response) => response,
             Err(e) => {
                 match &e {
@@ -85,6 +103,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         listener: &'static str,
+        exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         if req.method() == http::Method::CONNECT {
             return Err(ProxyError::BadRequest("CONNECT is not supported."));
@@ -106,6 +125,7 @@ impl Proxy {
             Ok(None) => return Err(ProxyError::NoRoute(host)),
             Err(_) => return Err(ProxyError::StoreUnavailable),
         };
+        exchange.route = Some(resolved.clone());
         let settings = &resolved.route.settings;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         if settings.enforce_https && proto == "http" {
@@ -134,8 +154,12 @@ impl Proxy {
             client_ip: peer.ip(),
             proto,
             max_body,
+            uploaded: &mut exchange.uploaded,
         };
-        self.forwarder.forward(req, to).await
+        let sent = std::time::Instant::now();
+        let response = self.forwarder.forward(req, to).await;
+        exchange.upstream = Some(sent.elapsed());
+        response
     }
 
     /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer

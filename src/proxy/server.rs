@@ -57,6 +57,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: Cancellat
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let header_timeout = proxy.args.client_header_timeout;
         tokio::spawn(async move {
+            let _open = crate::telemetry::connection();
             // HTTP/1's header timeout starts once the protocol is detected, that is after
             // the first bytes: a client that sends nothing at all is cut here instead.
             let mut first = [0u8; 1];

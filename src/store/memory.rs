@@ -31,7 +31,7 @@ impl MemoryStore {
     }
 
     fn announce(&self, source: &str) {
-        self.watchers.notify(&Change::Route(source.to_owned()));
+        self.watchers.notify(&Change::route(source));
     }
 }
 

@@ -10,14 +10,31 @@ pub use self::redis::{RedisConfig, RedisStore};
 use crate::route::Route;
 use async_trait::async_trait;
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 /// A change a store reports to the proxies reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// The route for this source was written or deleted.
-    Route(String),
+    /// The route for this source was written or deleted; `written_at` is when, by the
+    /// writer's clock, for notices that crossed from another process.
+    Route {
+        /// The route's source.
+        source: String,
+        /// When the change was written, if the notice says.
+        written_at: Option<SystemTime>,
+    },
     /// Notices may have been missed (e.g. after a reconnect): anything may have changed.
     Resync,
+}
+
+impl Change {
+    /// A change of `source` notified within this process.
+    pub fn route(source: impl Into<String>) -> Change {
+        Change::Route {
+            source: source.into(),
+            written_at: None,
+        }
+    }
 }
 
 /// Why a store call failed. A failure is never reported as "no route".

@@ -12,11 +12,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushKind, Value};
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 
 /// One route's write, with the ownership check, as one atomic step (KEYS: route,
-/// settings, owner; ARGV: target, owner or "", take unowned "1"/"0", channel, source,
+/// settings, owner; ARGV: target, owner or "", take unowned "1"/"0", channel, notice,
 /// owner it replaces or "", then the settings' field/value pairs).
 const WRITE: &str = r#"
 local current = redis.call('GET', KEYS[3])
@@ -33,7 +33,7 @@ return 'ok'
 "#;
 
 /// One route's delete, with the ownership check (KEYS: route, settings, owner; ARGV:
-/// owner or "", channel, source).
+/// owner or "", channel, notice).
 const REMOVE: &str = r#"
 local current = redis.call('GET', KEYS[3])
 if ARGV[1] == '' then
@@ -184,10 +184,14 @@ impl RedisStore {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => Ok(result?),
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout),
+        };
+        if result.is_err() {
+            crate::telemetry::store_error();
         }
+        result
     }
 }
 
@@ -256,7 +260,7 @@ impl RouteStore for RedisStore {
                 } | Writer::TakeOver { .. }
             ) as u8)
             .arg(self.channel())
-            .arg(&route.source)
+            .arg(notice(&route.source))
             .arg(by.replaces().unwrap_or(""))
             .arg("enforce_https")
             .arg(if settings.enforce_https { "1" } else { "0" })
@@ -281,7 +285,7 @@ impl RouteStore for RedisStore {
             }
         }
         // This process's readers learn of it before the writer gets its answer.
-        self.watchers.notify(&Change::Route(route.source.clone()));
+        self.watchers.notify(&Change::route(route.source.as_str()));
         Ok(())
     }
 
@@ -294,7 +298,7 @@ impl RouteStore for RedisStore {
             .arg(self.owner_key(source))
             .arg(by.owner().unwrap_or(""))
             .arg(self.channel())
-            .arg(source);
+            .arg(notice(source));
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
         let deleted = match outcome.as_str() {
@@ -308,7 +312,7 @@ impl RouteStore for RedisStore {
                 }
             },
         };
-        self.watchers.notify(&Change::Route(source.to_owned()));
+        self.watchers.notify(&Change::route(source));
         Ok(deleted)
     }
 
@@ -384,6 +388,30 @@ fn escape_glob(s: &str) -> String {
     out
 }
 
+/// A change notice's payload: the source, then when it was written (microseconds since
+/// the Unix epoch, by the writer's clock) for the propagation-delay metric.
+fn notice(source: &str) -> String {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{source} {micros}")
+}
+
+/// Reads a payload of [`notice`]; a bare source (older writers) has no time.
+fn parse_notice(payload: &str) -> Change {
+    let timed = payload.rsplit_once(' ').and_then(|(source, micros)| {
+        let micros: u64 = micros.parse().ok()?;
+        Some((source, UNIX_EPOCH + Duration::from_micros(micros)))
+    });
+    match timed {
+        Some((source, at)) => Change::Route {
+            source: source.to_owned(),
+            written_at: Some(at),
+        },
+        None => Change::route(payload),
+    }
+}
+
 /// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
 /// notice takes effect the moment it arrives. A (re)subscription or a lost connection
 /// means notices may have been missed, so watchers are told to resync.
@@ -394,8 +422,8 @@ fn notice_handler(
     move |push| {
         let change = match push.kind {
             PushKind::Message => match push.data.as_slice() {
-                [Value::BulkString(ch), Value::BulkString(source)] if ch == channel.as_bytes() => {
-                    Change::Route(String::from_utf8_lossy(source).into_owned())
+                [Value::BulkString(ch), Value::BulkString(notice)] if ch == channel.as_bytes() => {
+                    parse_notice(&String::from_utf8_lossy(notice))
                 }
                 _ => return Ok(()),
             },
@@ -404,6 +432,7 @@ fn notice_handler(
                 Change::Resync
             }
             PushKind::Disconnection => {
+                crate::telemetry::store_reconnect();
                 tracing::warn!("lost the connection to redis; serving last known routes");
                 Change::Resync
             }

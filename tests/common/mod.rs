@@ -330,6 +330,8 @@ pub fn test_args() -> ProxyArgs {
     args.upstream_connect_timeout = Duration::from_secs(2);
     args.upstream_response_timeout = Duration::from_secs(5);
     args.shutdown_timeout = Duration::from_secs(5);
+    // Tests read the log from  processes they start (tests/observability.rs).
+    args.access_log = false;
     args
 }
 
@@ -442,5 +444,100 @@ impl RunningApi {
 impl Drop for RunningApi {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// A `ceryx` process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    /// The proxy's address.
+    pub addr: SocketAddr,
+    /// The REST API's address (`run` and `api` only).
+    pub api: SocketAddr,
+    /// Lines the process wrote to stdout so far (with [`Process::start_logged`]).
+    pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `ceryx <subcommand>` on a free port and waits until it accepts connections.
+    pub async fn start(subcommand: &str, env: &[(&str, String)]) -> Process {
+        Process::spawn(subcommand, env, false).await
+    }
+
+    /// Like [`Process::start`], keeping what the process writes to stdout.
+    pub async fn start_logged(subcommand: &str, env: &[(&str, String)]) -> Process {
+        Process::spawn(subcommand, env, true).await
+    }
+
+    async fn spawn(subcommand: &str, env: &[(&str, String)], logged: bool) -> Process {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ceryx"));
+        command
+            .arg(subcommand)
+            .env("CERYX_HTTP_ADDR", addr.to_string())
+            .env("CERYX_API_ADDR", api.to_string())
+            .stdout(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        for var in [
+            "CERYX_REDIS_HOST",
+            "CERYX_REDIS_URL",
+            "CERYX_REDIS_PORT",
+            "CERYX_CACHE_TTL",
+            "CERYX_STATSD_ADDR",
+            "CERYX_METRICS_ADDR",
+        ] {
+            command.env_remove(var);
+        }
+        command.env("CERYX_ACCESS_LOG", logged.to_string());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let lines = stdout.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let listening = if subcommand == "api" { api } else { addr };
+        eventually(Duration::from_secs(10), "ceryx to listen", || async {
+            tokio::net::TcpStream::connect(listening).await.is_ok()
+        })
+        .await;
+        if subcommand == "run" {
+            eventually(Duration::from_secs(10), "the API to listen", || async {
+                tokio::net::TcpStream::connect(api).await.is_ok()
+            })
+            .await;
+        }
+        Process {
+            child,
+            addr,
+            api,
+            stdout,
+        }
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,350 @@
+//! Metrics of every process, through the `metrics` facade: one recorder keeps them for
+//! Prometheus (`GET /metrics`) and, with `CERYX_STATSD_ADDR`, sends the same figures to
+//! StatsD. Every name is here (and in the README); no label value comes from client
+//! input, so the series stay bounded: requests for unknown hosts count as `route="none"`.
+
+use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats};
+use http::{Method, StatusCode};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+use metrics_util::layers::FanoutBuilder;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The `route` label of requests no route answered.
+pub const NO_ROUTE: &str = "none";
+
+/// Latency buckets (seconds): sub-millisecond proxying up to a minute-long upstream.
+const LATENCY: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+/// Propagation buckets (seconds): a notice takes about a millisecond.
+const PROPAGATION: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+/// A route's series are dropped this long after its last request (short-lived services).
+const IDLE: Duration = Duration::from_secs(15 * 60);
+/// How often gauges are sampled and StatsD's buffer is flushed.
+const TICK: Duration = Duration::from_secs(1);
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static CONNECTIONS: AtomicI64 = AtomicI64::new(0);
+static TUNNELS: AtomicI64 = AtomicI64::new(0);
+static CACHE_ENTRIES: AtomicI64 = AtomicI64::new(0);
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The StatsD address or socket failed.
+    #[error("StatsD at {0}: {1}")]
+    Statsd(String, std::io::Error),
+    /// The Prometheus recorder refused its settings.
+    #[error("metrics: {0}")]
+    Prometheus(#[from] metrics_exporter_prometheus::BuildError),
+    /// Another recorder is installed already.
+    #[error("a metrics recorder is installed already")]
+    Installed,
+}
+
+/// Installs the process's recorder (Prometheus, plus StatsD at `statsd` if given) and
+/// its upkeep task. Call once, from inside the Tokio runtime.
+pub fn install(statsd: Option<&str>) -> Result<(), TelemetryError> {
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("ceryx_route_propagation_seconds".into()),
+            PROPAGATION,
+        )?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY)?
+        .idle_timeout(
+            MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM,
+            Some(IDLE),
+        )
+        .build_recorder();
+    let handle = prometheus.handle();
+    let mut fanout = FanoutBuilder::default().add_recorder(prometheus);
+    let mut sink = None;
+    if let Some(addr) = statsd {
+        let shared = statsd_sink(addr).map_err(|e| TelemetryError::Statsd(addr.into(), e))?;
+        let recorder = metrics_exporter_statsd::StatsdBuilder::from("", 0)
+            .with_sink(shared.clone())
+            .build(None)
+            .map_err(|e| TelemetryError::Statsd(addr.into(), std::io::Error::other(e)))?;
+        fanout = fanout.add_recorder(recorder);
+        sink = Some(shared);
+    }
+    metrics::set_global_recorder(fanout.build()).map_err(|_| TelemetryError::Installed)?;
+    let _ = PROMETHEUS.set(handle.clone());
+    describe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            sample_gauges();
+            handle.run_upkeep();
+            if let Some(sink) = &sink {
+                let _ = sink.flush();
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The Prometheus text exposition of every metric (empty before [`install`]).
+pub fn render() -> String {
+    let Some(handle) = PROMETHEUS.get() else {
+        return String::new();
+    };
+    sample_gauges();
+    handle.render()
+}
+
+/// A UDP sink that buffers lines into datagrams, off the request path, and that the
+/// upkeep task can flush (the exporter alone would hold lines until a buffer fills).
+fn statsd_sink(addr: &str) -> std::io::Result<SharedSink> {
+    let socket = UdpSocket::bind(if addr.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    })?;
+    socket.set_nonblocking(true)?;
+    let udp = BufferedUdpMetricSink::from(addr, socket).map_err(std::io::Error::other)?;
+    Ok(SharedSink(Arc::new(QueuingMetricSink::with_capacity(
+        udp, 10_000,
+    ))))
+}
+
+#[derive(Clone)]
+struct SharedSink(Arc<QueuingMetricSink>);
+
+impl MetricSink for SharedSink {
+    fn emit(&self, metric: &str) -> std::io::Result<usize> {
+        self.0.emit(metric)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+    fn stats(&self) -> SinkStats {
+        self.0.stats()
+    }
+}
+
+impl std::panic::RefUnwindSafe for SharedSink {}
+
+/// Gauges are kept as atomics and sampled, since StatsD cannot add to a gauge.
+fn sample_gauges() {
+    gauge!("ceryx_open_connections").set(CONNECTIONS.load(Ordering::Relaxed) as f64);
+    gauge!("ceryx_open_tunnels").set(TUNNELS.load(Ordering::Relaxed) as f64);
+    gauge!("ceryx_route_cache_entries").set(CACHE_ENTRIES.load(Ordering::Relaxed) as f64);
+}
+
+fn describe() {
+    describe_counter!(
+        "ceryx_requests_total",
+        "Requests answered, by route, method and status class"
+    );
+    describe_histogram!(
+        "ceryx_request_duration_seconds",
+        "Time from request to the last byte of the response, by route"
+    );
+    describe_histogram!(
+        "ceryx_upstream_duration_seconds",
+        "Time from forwarding to the upstream's response head, by route"
+    );
+    describe_counter!(
+        "ceryx_request_bytes_total",
+        "Request body bytes received from clients, by route"
+    );
+    describe_counter!(
+        "ceryx_response_bytes_total",
+        "Response body bytes sent to clients, by route"
+    );
+    describe_gauge!("ceryx_open_connections", "Client connections open");
+    describe_gauge!(
+        "ceryx_open_tunnels",
+        "Upgraded connections (WebSocket and the like) open"
+    );
+    describe_counter!(
+        "ceryx_route_cache_hits_total",
+        "Route lookups answered from the cache"
+    );
+    describe_counter!(
+        "ceryx_route_cache_misses_total",
+        "Route lookups that asked the store"
+    );
+    describe_gauge!(
+        "ceryx_route_cache_entries",
+        "Source keys in the route cache"
+    );
+    describe_counter!(
+        "ceryx_route_invalidations_total",
+        "Change notices received (route changes and resyncs)"
+    );
+    describe_histogram!(
+        "ceryx_route_propagation_seconds",
+        "Time from a route's write to its notice reaching this process"
+    );
+    describe_counter!(
+        "ceryx_store_errors_total",
+        "Route store calls that failed or timed out"
+    );
+    describe_counter!(
+        "ceryx_store_reconnects_total",
+        "Times the connection to Redis was lost"
+    );
+    describe_counter!(
+        "ceryx_access_log_dropped_total",
+        "Access log lines dropped because stdout could not keep up"
+    );
+    describe_counter!(
+        "ceryx_controller_reconciles_total",
+        "CeryxRoute reconciliations, by result"
+    );
+    describe_histogram!(
+        "ceryx_controller_reconcile_duration_seconds",
+        "Time one reconciliation took"
+    );
+    // Counters that may not move for a long time still show up at 0.
+    for name in [
+        "ceryx_route_cache_hits_total",
+        "ceryx_route_cache_misses_total",
+        "ceryx_route_invalidations_total",
+        "ceryx_store_errors_total",
+        "ceryx_store_reconnects_total",
+    ] {
+        counter!(name).absolute(0);
+    }
+    sample_gauges();
+}
+
+/// One answered request.
+pub struct Request<'a> {
+    /// The matched route's source, or [`NO_ROUTE`].
+    pub route: &'a str,
+    /// The request method.
+    pub method: &'a Method,
+    /// The status sent.
+    pub status: StatusCode,
+    /// Request to last response byte.
+    pub duration: Duration,
+    /// Forwarding to the upstream's response head, when forwarded.
+    pub upstream: Option<Duration>,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+}
+
+/// Counts an answered request.
+pub fn request(r: &Request<'_>) {
+    let route = r.route.to_owned();
+    counter!(
+        "ceryx_requests_total",
+        "route" => route.clone(),
+        "method" => method_class(r.method),
+        "status" => status_class(r.status),
+    )
+    .increment(1);
+    histogram!("ceryx_request_duration_seconds", "route" => route.clone()).record(r.duration);
+    if let Some(upstream) = r.upstream {
+        histogram!("ceryx_upstream_duration_seconds", "route" => route.clone()).record(upstream);
+    }
+    if r.bytes_in > 0 {
+        counter!("ceryx_request_bytes_total", "route" => route.clone()).increment(r.bytes_in);
+    }
+    counter!("ceryx_response_bytes_total", "route" => route).increment(r.bytes_out);
+}
+
+fn method_class(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Holds a gauge up by one while alive.
+pub struct Open(&'static AtomicI64);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn open(gauge: &'static AtomicI64) -> Open {
+    gauge.fetch_add(1, Ordering::Relaxed);
+    Open(gauge)
+}
+
+/// A client connection, counted while the guard lives.
+pub fn connection() -> Open {
+    open(&CONNECTIONS)
+}
+
+/// A tunnel (upgraded connection), counted while the guard lives.
+pub fn tunnel() -> Open {
+    open(&TUNNELS)
+}
+
+/// A route lookup answered from the cache (`hit`) or by asking the store.
+pub fn cache_lookup(hit: bool) {
+    if hit {
+        counter!("ceryx_route_cache_hits_total").increment(1);
+    } else {
+        counter!("ceryx_route_cache_misses_total").increment(1);
+    }
+}
+
+/// The cache now holds `n` entries.
+pub fn cache_entries(n: usize) {
+    CACHE_ENTRIES.store(n as i64, Ordering::Relaxed);
+}
+
+/// A change notice reached the cache; `delay` since its write, when the notice says.
+pub fn invalidation(delay: Option<Duration>) {
+    counter!("ceryx_route_invalidations_total").increment(1);
+    if let Some(delay) = delay {
+        histogram!("ceryx_route_propagation_seconds").record(delay);
+    }
+}
+
+/// A store call failed.
+pub fn store_error() {
+    counter!("ceryx_store_errors_total").increment(1);
+}
+
+/// The store's connection was lost (it reconnects by itself).
+pub fn store_reconnect() {
+    counter!("ceryx_store_reconnects_total").increment(1);
+}
+
+/// An access log line was dropped.
+pub fn access_log_dropped() {
+    counter!("ceryx_access_log_dropped_total").increment(1);
+}
+
+/// One reconciliation of a CeryxRoute.
+pub fn reconcile(ok: bool, duration: Duration) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("ceryx_controller_reconciles_total", "result" => result).increment(1);
+    histogram!("ceryx_controller_reconcile_duration_seconds").record(duration);
+}
