@@ -321,6 +321,9 @@ impl Bench {
             .env("CERYX_REDIS_HOST", "127.0.0.1")
             .env("CERYX_REDIS_PORT", self.redis.to_string())
             .env("RUST_LOG", "warn")
+            // nginx runs with `access_log off`; metrics stay on, as in production.
+            .env("CERYX_ACCESS_LOG", "false")
+            .env("CERYX_HTTPS_ADDR", "")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.procs.0.push((name.into(), command.spawn()?));

@@ -5,6 +5,7 @@ use crate::store::RedisConfig;
 use clap::Args;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where routes are stored.
@@ -115,6 +116,16 @@ pub struct ProxyArgs {
     /// Plain-HTTP listen address.
     #[arg(long, env = "CERYX_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// HTTPS listen address (certificates chosen by SNI); empty turns HTTPS off.
+    #[arg(long, env = "CERYX_HTTPS_ADDR", default_value = "0.0.0.0:8443", value_parser = maybe_addr)]
+    pub https_addr: ::std::option::Option<SocketAddr>,
+    /// Certificate (PEM chain) for hosts without their own; a self-signed one is made at
+    /// start when unset.
+    #[arg(long, env = "CERYX_SSL_DEFAULT_CERTIFICATE")]
+    pub ssl_default_certificate: Option<PathBuf>,
+    /// Private key (PEM) of the default certificate.
+    #[arg(long, env = "CERYX_SSL_DEFAULT_KEY")]
+    pub ssl_default_key: Option<PathBuf>,
     /// How long a cached route is trusted without a change notice (catches routes
     /// written straight into Redis by other tools); a bare number is seconds.
     #[arg(long, env = "CERYX_CACHE_TTL", default_value = "5", value_parser = seconds)]
@@ -150,6 +161,9 @@ impl ProxyArgs {
     pub fn defaults() -> ProxyArgs {
         ProxyArgs {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            https_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
+            ssl_default_certificate: None,
+            ssl_default_key: None,
             cache_ttl: Duration::from_secs(5),
             max_request_body_size: 100 << 20,
             trusted_proxies: Vec::new(),
@@ -220,6 +234,17 @@ fn cidr(value: &str) -> Result<IpNet, String> {
         .parse::<IpNet>()
         .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+/// A listen address, or `None` for an empty value (the listener is off).
+fn maybe_addr(value: &str) -> Result<Option<SocketAddr>, String> {
+    match value.trim() {
+        "" => Ok(None),
+        addr => addr
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{addr:?} is not an address (host:port): {e}")),
+    }
 }
 
 #[cfg(test)]

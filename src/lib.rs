@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod certificate;
 pub mod config;
 pub mod controller;
 pub mod proxy;

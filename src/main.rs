@@ -1,7 +1,9 @@
 //! The `ceryx` binary: subcommands and wiring only.
 
 use anyhow::Context;
+use ceryx::certificate;
 use ceryx::config::{ApiArgs, ControllerArgs, OpsArgs, ProxyArgs, StoreArgs};
+use ceryx::proxy::tls::Certificates;
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
 use clap::{Args, Parser, Subcommand};
@@ -189,13 +191,49 @@ async fn start_proxy(
     args: ProxyArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let addr = args.http_addr;
+    let (addr, https) = (args.http_addr, args.https_addr);
+    let certificates = match https {
+        Some(_) => Some(Certificates::new(
+            store.clone(),
+            args.cache_ttl,
+            default_certificate(&args)?,
+        )),
+        None => None,
+    };
     let proxy = Proxy::new(store, args)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "proxy listening");
-    Ok(tokio::spawn(proxy::serve(listener, proxy, shutdown)))
+    let http = tokio::spawn(proxy::serve(listener, proxy.clone(), shutdown.clone()));
+    let (Some(addr), Some(certificates)) = (https, certificates) else {
+        return Ok(http);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (CERYX_HTTPS_ADDR)"))?;
+    tracing::info!(%addr, "proxy listening for HTTPS");
+    let https = tokio::spawn(proxy::serve_tls(listener, proxy, certificates, shutdown));
+    Ok(tokio::spawn(async move {
+        let _ = tokio::join!(http, https);
+    }))
+}
+
+/// The certificate for hosts without their own: the configured files, else a
+/// self-signed one (a misconfigured default stops the start, as nginx does).
+fn default_certificate(args: &ProxyArgs) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let key = match (&args.ssl_default_certificate, &args.ssl_default_key) {
+        (Some(certificate), Some(key)) => certificate::load(certificate, key)
+            .context("CERYX_SSL_DEFAULT_CERTIFICATE / CERYX_SSL_DEFAULT_KEY")?,
+        (None, None) => {
+            tracing::info!("no default certificate configured: serving a self-signed one");
+            certificate::self_signed()?
+        }
+        _ => anyhow::bail!(
+            "set both CERYX_SSL_DEFAULT_CERTIFICATE and CERYX_SSL_DEFAULT_KEY, or neither"
+        ),
+    };
+    Ok(certificate::server_config(key))
 }
 
 async fn start_api(

@@ -123,6 +123,12 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
             {"name": "ops", "containerPort": 9090},
         ])
     );
+    assert_eq!(env(proxy, "CERYX_ACCESS_LOG")["value"], "true");
+    let annotations = &proxy["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations,
+        &json!({"prometheus.io/scrape": "true", "prometheus.io/port": "9090", "prometheus.io/path": "/metrics"})
+    );
     for probe in ["livenessProbe", "readinessProbe"] {
         assert_eq!(
             container(proxy)[probe]["httpGet"]["path"],
@@ -202,6 +208,13 @@ fn production_values_use_external_redis_a_separate_api_and_autoscaled_proxies() 
         json!({"name": "ceryx-redis", "key": "password"})
     );
     assert_eq!(env(proxy, "CERYX_TRUSTED_PROXIES")["value"], "10.0.0.0/8");
+    for deployment in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", deployment);
+        assert_eq!(
+            env(deployment, "CERYX_STATSD_ADDR")["value"],
+            "statsd.monitoring:8125"
+        );
+    }
     let hpa = find(&objects, "HorizontalPodAutoscaler", "t-ceryx-proxy");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "t-ceryx-proxy");
     assert_eq!(
@@ -337,6 +350,7 @@ fn bad_values_fail_at_install_time_with_the_reason() {
     fails("api.mode=sidecar", "/api/mode");
     fails("proxy.service.type=External", "/proxy/service/type");
     fails("redis.url=http://redis:6379", "/redis/url");
+    fails("metrics.statsdAddr=statsd", "/metrics/statsdAddr");
     fails(
         "redis.embedded.enabled=false",
         "redis.url is required when redis.embedded.enabled is false",

@@ -9,10 +9,11 @@ pub mod forward;
 pub mod headers;
 mod observe;
 mod server;
+pub mod tls;
 
 pub use cache::RouteCache;
 pub use error::ProxyError;
-pub use server::serve;
+pub use server::{serve, serve_tls};
 
 use crate::config::ProxyArgs;
 use crate::route::{Mode, normalize_host, redirect_location};

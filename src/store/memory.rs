@@ -1,6 +1,6 @@
 //! The embedded store: routes in this process's memory, for running without Redis.
 
-use super::{Change, RouteStore, StoreError, Watcher, Watchers, Writer};
+use super::{CertificatePem, Change, RouteStore, StoreError, Watcher, Watchers, Writer};
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ pub struct MemoryStore {
 struct Stored {
     route: Route,
     owner: Option<String>,
+    certificate: Option<CertificatePem>,
 }
 
 impl MemoryStore {
@@ -57,11 +58,13 @@ impl RouteStore for MemoryStore {
             let current = routes.get(&route.source);
             by.may_change(current.and_then(|s| s.owner.as_deref()), current.is_some())?;
             let owner = by.owner().map(String::from);
+            let certificate = current.and_then(|s| s.certificate.clone());
             routes.insert(
                 route.source.clone(),
                 Stored {
                     route: route.clone(),
                     owner,
+                    certificate,
                 },
             );
         }
@@ -88,6 +91,39 @@ impl RouteStore for MemoryStore {
             .iter()
             .filter_map(|(source, s)| Some((source.clone(), s.owner.clone()?)))
             .collect())
+    }
+
+    async fn certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<CertificatePem>>, StoreError> {
+        let routes = self.read();
+        Ok(sources
+            .iter()
+            .map(|s| routes.get(*s).and_then(|stored| stored.certificate.clone()))
+            .collect())
+    }
+
+    async fn set_certificate(
+        &self,
+        source: &str,
+        pem: Option<&CertificatePem>,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        {
+            let mut routes = self.lock();
+            let stored = routes.get_mut(source);
+            match stored.as_ref().and_then(|s| s.owner.as_deref()) {
+                Some(current) if current == owner => {}
+                Some(current) => return Err(StoreError::Owned(current.to_owned())),
+                None => return Err(StoreError::Unowned),
+            }
+            if let Some(stored) = stored {
+                stored.certificate = pem.cloned();
+            }
+        }
+        self.announce(source);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

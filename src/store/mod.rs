@@ -37,6 +37,16 @@ impl Change {
     }
 }
 
+/// A certificate chain and its private key, PEM-encoded, as a `kubernetes.io/tls`
+/// Secret holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePem {
+    /// The certificate chain, leaf first.
+    pub certificate: String,
+    /// The private key.
+    pub key: String,
+}
+
 /// Why a store call failed. A failure is never reported as "no route".
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,6 +87,22 @@ pub trait RouteStore: Send + Sync + 'static {
 
     /// The resource (`<namespace>/<name>`) that owns each owned route, by source.
     async fn owners(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The certificates stored for `sources` (by the controller, from Kubernetes
+    /// Secrets), in one round trip; the answer is in the same order.
+    async fn certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<CertificatePem>>, StoreError>;
+
+    /// Stores the certificate of a route `owner` owns (`None` removes it) and announces
+    /// the source; refused for routes of anyone else.
+    async fn set_certificate(
+        &self,
+        source: &str,
+        pem: Option<&CertificatePem>,
+        owner: &str,
+    ) -> Result<(), StoreError>;
 
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -5,7 +5,7 @@
 //! `<prefix>:events`, on which the source is published by the same atomic script as the
 //! write, so a reader never sees the notice without the data.
 
-use super::{Change, RouteStore, StoreError, Watcher, Watchers, Writer};
+use super::{CertificatePem, Change, RouteStore, StoreError, Watcher, Watchers, Writer};
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -32,7 +32,8 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 'ok'
 "#;
 
-/// One route's delete, with the ownership check (KEYS: route, settings, owner; ARGV:
+/// One route's delete, with the ownership check (KEYS: route, settings, owner,
+/// certificate; ARGV:
 /// owner or "", channel, notice).
 const REMOVE: &str = r#"
 local current = redis.call('GET', KEYS[3])
@@ -42,9 +43,24 @@ elseif current ~= ARGV[1] then
   return 'kept'
 end
 local deleted = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 'deleted:' .. deleted
+"#;
+
+/// A route's stored certificate set (or, without ARGV[4], removed) by its owner (KEYS:
+/// owner, certificate; ARGV: owner, channel, notice, certificate, key).
+const CERTIFICATE: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return current and ('owned:' .. current) or 'unowned' end
+if ARGV[4] then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'certificate', ARGV[4], 'key', ARGV[5])
+else
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 'ok'
 "#;
 
 /// How many keys one SCAN step and one fetch pipeline handle when listing.
@@ -174,6 +190,10 @@ impl RedisStore {
         Ok(keys)
     }
 
+    fn certificate_key(&self, source: &str) -> String {
+        format!("{}:certs:{source}", self.prefix)
+    }
+
     fn channel(&self) -> String {
         format!("{}:events", self.prefix)
     }
@@ -292,10 +312,11 @@ impl RouteStore for RedisStore {
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
         let mut call = redis::cmd("EVAL");
         call.arg(REMOVE)
-            .arg(3)
+            .arg(4)
             .arg(self.route_key(source))
             .arg(self.settings_key(source))
             .arg(self.owner_key(source))
+            .arg(self.certificate_key(source))
             .arg(by.owner().unwrap_or(""))
             .arg(self.channel())
             .arg(notice(source));
@@ -314,6 +335,62 @@ impl RouteStore for RedisStore {
         };
         self.watchers.notify(&Change::route(source));
         Ok(deleted)
+    }
+
+    async fn certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<CertificatePem>>, StoreError> {
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for source in sources {
+            pipe.hgetall(self.certificate_key(source));
+        }
+        let mut conn = self.conn.clone();
+        let hashes: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(hashes
+            .into_iter()
+            .map(|mut hash| {
+                Some(CertificatePem {
+                    certificate: hash.remove("certificate")?,
+                    key: hash.remove("key")?,
+                })
+            })
+            .collect())
+    }
+
+    async fn set_certificate(
+        &self,
+        source: &str,
+        pem: Option<&CertificatePem>,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let mut call = redis::cmd("EVAL");
+        call.arg(CERTIFICATE)
+            .arg(2)
+            .arg(self.owner_key(source))
+            .arg(self.certificate_key(source))
+            .arg(owner)
+            .arg(self.channel())
+            .arg(notice(source));
+        if let Some(pem) = pem {
+            call.arg(&pem.certificate).arg(&pem.key);
+        }
+        let mut conn = self.conn.clone();
+        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        match outcome.as_str() {
+            "ok" => {}
+            "unowned" => return Err(StoreError::Unowned),
+            other => {
+                return Err(StoreError::Owned(
+                    other.trim_start_matches("owned:").to_owned(),
+                ));
+            }
+        }
+        self.watchers.notify(&Change::route(source));
+        Ok(())
     }
 
     async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -493,6 +493,8 @@ impl Process {
             command.env_remove(var);
         }
         command.env("CERYX_ACCESS_LOG", logged.to_string());
+        // Off unless a test asks for it: every process would want 0.0.0.0:8443.
+        command.env("CERYX_HTTPS_ADDR", "");
         for (k, v) in env {
             command.env(k, v);
         }

@@ -52,6 +52,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: {{ .Values.redis.timeoutMillis | quote }}
 - name: CERYX_METRICS_ADDR
   value: {{ printf "0.0.0.0:%d" (int .Values.opsPort) | quote }}
+{{- with .Values.metrics.statsdAddr }}
+- name: CERYX_STATSD_ADDR
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations: Prometheus discovery, then the user's own. */}}
+{{- define "ceryx.podAnnotations" -}}
+{{- $annotations := dict -}}
+{{- if .root.Values.metrics.prometheusAnnotations -}}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" -}}
+{{- $_ := set $annotations "prometheus.io/port" (toString .root.Values.opsPort) -}}
+{{- $_ := set $annotations "prometheus.io/path" "/metrics" -}}
+{{- end -}}
+{{- $annotations = merge (deepCopy (.extra | default dict)) $annotations -}}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* The REST API's listener and token, for `ceryx run` and `ceryx api` containers. */}}

@@ -1,0 +1,497 @@
+//! HTTPS: certificates chosen by SNI (the route's own, a wildcard route's, the default),
+//! HTTP/2 through ALPN, certificate files swapped under a running proxy, and broken
+//! certificates that fall back to the default without taking anything down.
+
+mod common;
+
+use bytes::Bytes;
+use ceryx::certificate;
+use ceryx::proxy::tls::Certificates;
+use ceryx::proxy::{self, Proxy};
+use ceryx::route::{Route, Settings};
+use ceryx::store::{CertificatePem, MemoryStore, RouteStore, Writer};
+use common::*;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// A proxy with its HTTPS listener, over a memory store.
+struct Https {
+    store: Arc<MemoryStore>,
+    addr: SocketAddr,
+    default: CertificateDer<'static>,
+    stop: CancellationToken,
+}
+
+impl Https {
+    async fn start() -> Https {
+        let store = Arc::new(MemoryStore::default());
+        let default = certificate::self_signed().unwrap();
+        let default_der = default.cert[0].clone();
+        let certificates = Certificates::new(
+            store.clone(),
+            Duration::from_secs(3600),
+            certificate::server_config(default),
+        );
+        let proxy = Proxy::new(store.clone(), test_args()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(proxy::serve_tls(
+            listener,
+            proxy,
+            certificates,
+            stop.clone(),
+        ));
+        Https {
+            store,
+            addr,
+            default: default_der,
+            stop,
+        }
+    }
+
+    /// A TLS connection naming `sni` (none for `None`), offering `alpn`.
+    async fn connect(&self, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+        let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = match sni {
+            Some(name) => ServerName::try_from(name.to_owned()).unwrap(),
+            // rustls sends no SNI for an address.
+            None => ServerName::IpAddress(self.addr.ip().into()),
+        };
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    }
+
+    /// The leaf certificate served to a handshake naming `sni`.
+    async fn served(&self, sni: Option<&str>) -> CertificateDer<'static> {
+        leaf(&self.connect(sni, &[b"http/1.1"]).await)
+    }
+}
+
+impl Drop for Https {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// A fresh certificate for `names`: its PEM pair and its DER.
+fn issue(names: &[&str]) -> (CertificatePem, CertificateDer<'static>) {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
+    let pem = CertificatePem {
+        certificate: made.cert.pem(),
+        key: made.signing_key.serialize_pem(),
+    };
+    (pem, made.cert.der().clone())
+}
+
+/// A scratch directory for certificate files, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let dir = std::env::temp_dir().join(format!("ceryx-tls-{}", free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    /// Writes the pair as `<name>.crt` and `<name>.key`; their paths.
+    fn write(&self, name: &str, pem: &CertificatePem) -> (String, String) {
+        let (crt, key) = (
+            self.0.join(format!("{name}.crt")),
+            self.0.join(format!("{name}.key")),
+        );
+        // Replaced the way tools do it: a new file renamed over the old one.
+        for (path, text) in [(&crt, &pem.certificate), (&key, &pem.key)] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
+        (crt.display().to_string(), key.display().to_string())
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn with_files(source: &str, target: &str, (crt, key): (String, String)) -> Route {
+    let settings = Settings {
+        certificate_path: Some(crt),
+        key_path: Some(key),
+        ..Settings::default()
+    };
+    Route::new(source, target, settings).unwrap()
+}
+
+/// Sends `GET /` for `host` over an established TLS connection.
+async fn get_over(
+    stream: TlsStream<TcpStream>,
+    host: &str,
+) -> (StatusCode, Version, serde_json::Value) {
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let request = |version| {
+        Request::get(format!("https://{host}/"))
+            .version(version)
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let response = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        send.send_request(request(Version::HTTP_2)).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        send.send_request(request(Version::HTTP_11)).await.unwrap()
+    };
+    let (status, version) = (response.status(), response.version());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        version,
+        serde_json::from_slice(&body).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn sni_picks_the_routes_certificate_then_a_wildcard_routes_then_the_default() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("u").await;
+    let dir = Dir::new();
+    let (own, own_der) = issue(&["own.test"]);
+    let (wild, wild_der) = issue(&["*.wild.test"]);
+    let (stored, stored_der) = issue(&["stored.test"]);
+    let store = &https.store;
+    store
+        .put(&with_files(
+            "own.test",
+            &upstream.url(),
+            dir.write("own", &own),
+        ))
+        .await
+        .unwrap();
+    store
+        .put(&with_files(
+            "*.wild.test",
+            &upstream.url(),
+            dir.write("wild", &wild),
+        ))
+        .await
+        .unwrap();
+    store
+        .put(&route("plain.test", &upstream.url()))
+        .await
+        .unwrap();
+    // A route that has no certificate of its own, under a wildcard route that has one.
+    store
+        .put(&route("exact.wild.test", &upstream.url()))
+        .await
+        .unwrap();
+    // A certificate the controller stored from a Secret.
+    owned(store.as_ref(), "stored.test", &upstream.url(), "shop/web").await;
+    store
+        .set_certificate("stored.test", Some(&stored), "shop/web")
+        .await
+        .unwrap();
+
+    assert_eq!(https.served(Some("own.test")).await, own_der);
+    assert_eq!(
+        https.served(Some("OWN.Test")).await,
+        own_der,
+        "SNI is case-insensitive"
+    );
+    assert_eq!(https.served(Some("a.wild.test")).await, wild_der);
+    assert_eq!(https.served(Some("exact.wild.test")).await, wild_der);
+    assert_eq!(https.served(Some("stored.test")).await, stored_der);
+    assert_eq!(https.served(Some("plain.test")).await, https.default);
+    assert_eq!(https.served(Some("unknown.test")).await, https.default);
+    assert_eq!(
+        https.served(None).await,
+        https.default,
+        "no SNI: the default, not a failure"
+    );
+
+    // And the connection is proxied, as https for the upstream.
+    let (status, _, echo) = get_over(
+        https.connect(Some("own.test"), &[b"http/1.1"]).await,
+        "own.test",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_by_alpn_and_proxied() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("h2").await;
+    https
+        .store
+        .put(&route("h2.test", &upstream.url()))
+        .await
+        .unwrap();
+
+    let stream = https.connect(Some("h2.test"), &[b"h2", b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (status, version, echo) = get_over(stream, "h2.test").await;
+    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
+    assert_eq!(echo["name"], "h2");
+
+    let stream = https.connect(Some("h2.test"), &[b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (status, version, _) = get_over(stream, "h2.test").await;
+    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_11));
+}
+
+#[tokio::test]
+async fn a_replaced_certificate_file_is_served_on_the_next_handshake_and_old_connections_live_on() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("swap").await;
+    let dir = Dir::new();
+    let (first, first_der) = issue(&["swap.test"]);
+    let (second, second_der) = issue(&["swap.test"]);
+    let files = dir.write("swap", &first);
+    https
+        .store
+        .put(&with_files("swap.test", &upstream.url(), files))
+        .await
+        .unwrap();
+
+    let old = https.connect(Some("swap.test"), &[b"http/1.1"]).await;
+    assert_eq!(leaf(&old), first_der);
+    let io = TokioIo::new(old);
+    let (mut old, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        Request::get("/")
+            .header("host", "swap.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(
+        old.send_request(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    dir.write("swap", &second);
+    assert_eq!(
+        https.served(Some("swap.test")).await,
+        second_der,
+        "no notice, no restart"
+    );
+    // The connection made before the swap still works.
+    let response = old.send_request(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_broken_certificate_falls_back_to_the_default_and_traffic_flows() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("b").await;
+    let dir = Dir::new();
+    let garbage = CertificatePem {
+        certificate: "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into(),
+        key: "no key here".into(),
+    };
+    let (a, _) = issue(&["mismatch.test"]);
+    let (b, _) = issue(&["mismatch.test"]);
+    let mismatched = CertificatePem {
+        certificate: a.certificate,
+        key: b.key,
+    };
+    let store = &https.store;
+    store
+        .put(&with_files(
+            "bad.test",
+            &upstream.url(),
+            dir.write("bad", &garbage),
+        ))
+        .await
+        .unwrap();
+    store
+        .put(&with_files(
+            "mismatch.test",
+            &upstream.url(),
+            dir.write("mismatch", &mismatched),
+        ))
+        .await
+        .unwrap();
+    let missing = (
+        "/nonexistent/c.pem".to_owned(),
+        "/nonexistent/k.pem".to_owned(),
+    );
+    store
+        .put(&with_files("missing.test", &upstream.url(), missing))
+        .await
+        .unwrap();
+    owned(
+        store.as_ref(),
+        "stored-bad.test",
+        &upstream.url(),
+        "shop/web",
+    )
+    .await;
+    store
+        .set_certificate("stored-bad.test", Some(&garbage), "shop/web")
+        .await
+        .unwrap();
+
+    for host in [
+        "bad.test",
+        "mismatch.test",
+        "missing.test",
+        "stored-bad.test",
+    ] {
+        assert_eq!(https.served(Some(host)).await, https.default, "{host}");
+        let (status, _, echo) =
+            get_over(https.connect(Some(host), &[b"http/1.1"]).await, host).await;
+        assert_eq!(
+            (status, echo["name"].as_str()),
+            (StatusCode::OK, Some("b")),
+            "{host}"
+        );
+    }
+
+    // Fixed in place: the route's certificate is served from then on.
+    let (good, good_der) = issue(&["bad.test"]);
+    dir.write("bad", &good);
+    assert_eq!(https.served(Some("bad.test")).await, good_der);
+}
+
+#[tokio::test]
+async fn enforce_https_redirects_and_the_https_listener_serves_the_route() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("secure").await;
+    let settings = Settings {
+        enforce_https: true,
+        ..Settings::default()
+    };
+    let secure = Route::new("secure.test", &upstream.url(), settings).unwrap();
+    https.store.put(&secure).await.unwrap();
+    let plain = RunningProxy::start(https.store.clone(), test_args()).await;
+
+    let reply = TestClient::default()
+        .get(plain.addr, "secure.test", "/a?b=1")
+        .await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(reply.location(), "https://secure.test/a?b=1");
+    let (status, _, echo) = get_over(
+        https.connect(Some("secure.test"), &[b"http/1.1"]).await,
+        "secure.test",
+    )
+    .await;
+    assert_eq!(
+        (status, echo["name"].as_str()),
+        (StatusCode::OK, Some("secure"))
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_may_store_a_certificate_and_removing_the_route_removes_it() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let (pem, _) = issue(&["kept.test"]);
+    store.put(&route("api.test", "t:1")).await.unwrap();
+    assert!(
+        store
+            .set_certificate("api.test", Some(&pem), "shop/web")
+            .await
+            .is_err()
+    );
+    owned(store.as_ref(), "kept.test", "t:1", "shop/web").await;
+    assert!(
+        store
+            .set_certificate("kept.test", Some(&pem), "shop/other")
+            .await
+            .is_err()
+    );
+    store
+        .set_certificate("kept.test", Some(&pem), "shop/web")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .certificates(&["kept.test", "api.test"])
+            .await
+            .unwrap(),
+        [Some(pem), None]
+    );
+
+    let by = Writer::Resource {
+        owner: "shop/web",
+        take_unowned: false,
+    };
+    store.remove("kept.test", by).await.unwrap();
+    assert_eq!(store.certificates(&["kept.test"]).await.unwrap(), [None]);
+}
+
+/// Tests look at the certificate served; they do not trust it.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        certificate::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
