@@ -119,6 +119,7 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
         ports,
         &json!([
             {"name": "http", "containerPort": 8080},
+            {"name": "https", "containerPort": 8443},
             {"name": "api", "containerPort": 5555},
             {"name": "ops", "containerPort": 9090},
         ])
@@ -148,8 +149,12 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     assert_eq!(
         service["spec"]["ports"],
-        json!([{"name": "http", "port": 80, "targetPort": "http"}])
+        json!([
+            {"name": "http", "port": 80, "targetPort": "http"},
+            {"name": "https", "port": 443, "targetPort": "https"},
+        ])
     );
+    assert_eq!(env(proxy, "CERYX_HTTPS_ADDR")["value"], "0.0.0.0:8443");
     let api = find(&objects, "Service", "t-ceryx-api");
     assert_eq!(api["spec"]["type"], "ClusterIP");
     assert_eq!(
@@ -229,6 +234,21 @@ fn production_values_use_external_redis_a_separate_api_and_autoscaled_proxies() 
     assert_eq!(service["spec"]["type"], "NodePort");
     assert_eq!(service["spec"]["externalTrafficPolicy"], "Local");
     assert_eq!(service["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(service["spec"]["ports"][1]["nodePort"], 30443);
+    // The default certificate from a Secret, mounted read-only where the env points.
+    assert_eq!(
+        env(proxy, "CERYX_SSL_DEFAULT_CERTIFICATE")["value"],
+        "/etc/ceryx/default-tls/tls.crt"
+    );
+    let pod = &proxy["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "wildcard-example-com"
+    );
+    assert_eq!(
+        container(proxy)["volumeMounts"][0],
+        json!({"name": "default-tls", "mountPath": "/etc/ceryx/default-tls", "readOnly": true})
+    );
 
     let api = find(&objects, "Deployment", "t-ceryx-api");
     assert_eq!(api["spec"]["replicas"], 2);
@@ -286,7 +306,8 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
 }
 
 /// What the controller calls (tests/controller.rs asserts each call): watch and patch
-/// CeryxRoutes (finalizer), apply their status, publish Events, hold a Lease.
+/// CeryxRoutes (finalizer), apply their status, publish Events, read and watch TLS
+/// Secrets, hold a Lease.
 #[test]
 fn rbac_grants_exactly_what_the_controller_calls() {
     let objects = render(&[]);
@@ -294,6 +315,7 @@ fn rbac_grants_exactly_what_the_controller_calls() {
         {"apiGroups": ["ceryx.dev"], "resources": ["ceryxroutes"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": ["ceryx.dev"], "resources": ["ceryxroutes/status"], "verbs": ["patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
     ]);
     let lease_rules = json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},

@@ -5,7 +5,7 @@ mod common;
 
 use ceryx::controller::CeryxRoute;
 use ceryx::controller::reconcile::{Context, FINALIZER, reconcile};
-use ceryx::store::RouteStore;
+use ceryx::store::{CertificatePem, RouteStore};
 use common::*;
 use http::{Method, Request, Response};
 use kube::client::Body;
@@ -61,6 +61,18 @@ async fn expect(
     path_and_query: &str,
     answer: &CeryxRoute,
 ) -> Value {
+    let answer = serde_json::to_value(answer).unwrap();
+    expect_answer(handle, method, path_and_query, 200, &answer).await
+}
+
+/// [`expect`], answering with `status` and `answer`.
+async fn expect_answer(
+    handle: &mut ApiServer,
+    method: Method,
+    path_and_query: &str,
+    status: u16,
+    answer: &Value,
+) -> Value {
     let (request, respond) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
         .await
         .expect("no API call")
@@ -73,6 +85,7 @@ async fn expect(
     let body = request.into_body().collect_bytes().await.unwrap();
     respond.send_response(
         Response::builder()
+            .status(status)
             .body(Body::from(serde_json::to_vec(answer).unwrap()))
             .unwrap(),
     );
@@ -450,4 +463,152 @@ async fn reconciles_are_counted_by_result_and_timed() {
         text.contains("ceryx_controller_reconcile_duration_seconds_count"),
         "{text}"
     );
+}
+
+const SECRET: &str = "/api/v1/namespaces/shop/secrets/web-tls";
+
+/// A `kubernetes.io/tls` Secret `web-tls` in `shop` holding `certificate` and `key`.
+fn tls_secret(certificate: &str, key: &str) -> Value {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("web-tls".into()),
+            namespace: Some("shop".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                ("tls.crt".to_owned(), bytes(certificate)),
+                ("tls.key".to_owned(), bytes(key)),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    serde_json::to_value(secret).unwrap()
+}
+
+fn issue(name: &str) -> CertificatePem {
+    let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    CertificatePem {
+        certificate: made.cert.pem(),
+        key: made.signing_key.serialize_pem(),
+    }
+}
+
+/// Reconciles `obj` while the API server answers the Secret read with `secret` (status
+/// and body); returns the status patch.
+async fn reconcile_with_secret(
+    obj: &CeryxRoute,
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+    secret: (u16, Value),
+) -> Value {
+    let api_server = async {
+        expect_answer(api, Method::GET, SECRET, secret.0, &secret.1).await;
+        let status = expect(api, Method::PATCH, STATUS, obj).await;
+        expect_event(api).await;
+        status
+    };
+    let (result, status) = tokio::join!(reconcile(Arc::new(obj.clone()), ctx.clone()), api_server);
+    result.unwrap();
+    status
+}
+
+fn tls_spec() -> Value {
+    json!({"source": "tls.example.com", "target": {"url": "http://web.internal:8080"},
+        "settings": {"tls": {"secretName": "web-tls"}}})
+}
+
+#[tokio::test]
+async fn a_tls_secret_is_stored_for_the_proxies_and_updates_follow_it() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let obj = resource(tls_spec(), true, false);
+    let stored = || async {
+        store
+            .certificates(&["tls.example.com"])
+            .await
+            .unwrap()
+            .pop()
+            .flatten()
+    };
+
+    let first = issue("tls.example.com");
+    let secret = tls_secret(&first.certificate, &first.key);
+    let status = reconcile_with_secret(&obj, &ctx, &mut api, (200, secret)).await;
+    let programmed = condition(&status, "Programmed");
+    assert_eq!(programmed["status"], "True", "{programmed}");
+    assert!(
+        programmed["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(TLS from Secret web-tls)")
+    );
+    assert_eq!(stored().await, Some(first));
+
+    // The Secret renewed (cert-manager does this): the next reconcile stores the new pair.
+    let second = issue("tls.example.com");
+    let secret = tls_secret(&second.certificate, &second.key);
+    reconcile_with_secret(&obj, &ctx, &mut api, (200, secret)).await;
+    assert_eq!(stored().await, Some(second));
+}
+
+#[tokio::test]
+async fn a_missing_or_invalid_secret_is_reported_and_the_route_still_served() {
+    let redis = RedisServer::start().await;
+    let (ctx, mut api, store) = setup(&redis);
+    let obj = resource(tls_spec(), true, false);
+    let good = issue("tls.example.com");
+    let other = issue("tls.example.com");
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "secrets \"web-tls\" not found", "reason": "NotFound", "code": 404});
+    let mut opaque = tls_secret(&good.certificate, &good.key);
+    opaque["type"] = json!("Opaque");
+    let cases = [
+        ((200, tls_secret(&good.certificate, &good.key)), None),
+        (
+            (200, tls_secret("garbage", &good.key)),
+            Some("no valid PEM certificate"),
+        ),
+        (
+            (200, tls_secret(&good.certificate, &other.key)),
+            Some("the key does not fit the certificate"),
+        ),
+        ((200, opaque), Some("type is Opaque, not kubernetes.io/tls")),
+        ((404, not_found), Some("Secret shop/web-tls: not found")),
+    ];
+    for (secret, problem) in cases {
+        let status = reconcile_with_secret(&obj, &ctx, &mut api, secret).await;
+        let programmed = condition(&status, "Programmed");
+        let stored = store
+            .certificates(&["tls.example.com"])
+            .await
+            .unwrap()
+            .pop()
+            .flatten();
+        match problem {
+            None => {
+                assert_eq!(programmed["status"], "True", "{programmed}");
+                assert_eq!(stored.as_ref(), Some(&good));
+            }
+            Some(problem) => {
+                assert_eq!(
+                    (programmed["status"].as_str(), programmed["reason"].as_str()),
+                    (Some("False"), Some("InvalidCertificate")),
+                    "{programmed}"
+                );
+                let message = programmed["message"].as_str().unwrap();
+                assert!(message.contains(problem), "{message}");
+                assert_eq!(stored, None, "a bad Secret leaves the default certificate");
+                assert_eq!(condition(&status, "Accepted")["status"], "True");
+            }
+        }
+        // Plain HTTP is unaffected: the route is in the store whatever the Secret holds.
+        let route = store.get("tls.example.com").await.unwrap().unwrap();
+        assert_eq!(route.target, "http://web.internal:8080");
+    }
 }

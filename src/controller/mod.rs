@@ -8,7 +8,10 @@ pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 
 use crate::store::Change;
 use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use reconcile::{Context, error_policy, reconcile};
 use std::sync::Arc;
@@ -48,7 +51,24 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), reconc
             }
         }
     });
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    // A changed TLS Secret reconciles the resources that name it.
+    let routes = controller.store();
+    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
+    controller
+        .watches(secrets, tls_only, move |secret| {
+            let (namespace, name) = (secret.namespace(), secret.name_any());
+            routes
+                .state()
+                .into_iter()
+                .filter(|route| {
+                    route.namespace() == namespace
+                        && route.spec.settings.tls.as_ref().map(|t| &t.secret_name) == Some(&name)
+                })
+                .map(|route| ObjectRef::from_obj(&*route))
+                .collect::<Vec<_>>()
+        })
         .reconcile_all_on(futures_util::stream::unfold(
             resync_rx,
             |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },

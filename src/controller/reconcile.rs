@@ -3,8 +3,10 @@
 //! but only while the resource still owns it.
 
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+use crate::certificate;
 use crate::route::{Route, Settings};
-use crate::store::{RouteStore, StoreError, Writer};
+use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -203,13 +205,16 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
     let (accepted, programmed) = match &written {
         Ok(()) => (
             owns(),
-            Verdict::yes(
-                "Programmed",
-                format!(
-                    "Served by every proxy: {} -> {}",
-                    route.source, route.target
+            match sync_certificate(obj, &route.source, &owner, ctx).await? {
+                Ok(tls) => Verdict::yes(
+                    "Programmed",
+                    format!(
+                        "Served by every proxy: {} -> {}{tls}",
+                        route.source, route.target
+                    ),
                 ),
-            ),
+                Err(why) => Verdict::no("InvalidCertificate", why),
+            },
         ),
         Err(StoreError::Owned(other)) => conflict(format!(
             "Host {} is owned by CeryxRoute {other}",
@@ -247,6 +252,66 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Brings the certificate stored for `source` in line with `spec.settings.tls`: the
+/// Secret's pair when it is a valid `kubernetes.io/tls` Secret, nothing otherwise. The
+/// inner `Err` says why the Secret cannot be used (the route is served over plain HTTP
+/// and HTTPS with the default certificate meanwhile); the inner `Ok` is a note for the
+/// status message.
+async fn sync_certificate(
+    obj: &CeryxRoute,
+    source: &str,
+    owner: &str,
+    ctx: &Context,
+) -> Result<Result<String, String>, Error> {
+    let (wanted, note) = match &obj.spec.settings.tls {
+        None => (Ok(None), String::new()),
+        Some(tls) => {
+            let namespace = obj.namespace().ok_or(Error::Unnamed)?;
+            let name = &tls.secret_name;
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let found = secrets.get_opt(name).await?;
+            (
+                certificate_of(found.as_ref())
+                    .map(Some)
+                    .map_err(|why| format!("Secret {namespace}/{name}: {why}")),
+                format!(" (TLS from Secret {name})"),
+            )
+        }
+    };
+    let stored = ctx.store.certificates(&[source]).await?.pop().flatten();
+    let keep = wanted.as_ref().ok().cloned().flatten();
+    if stored != keep {
+        ctx.store
+            .set_certificate(source, keep.as_ref(), owner)
+            .await?;
+    }
+    Ok(wanted.map(|_| note))
+}
+
+/// The certificate and key of a `kubernetes.io/tls` Secret, checked as the proxies
+/// will load them.
+fn certificate_of(secret: Option<&Secret>) -> Result<CertificatePem, String> {
+    let secret = secret.ok_or("not found")?;
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    if type_ != "kubernetes.io/tls" {
+        return Err(format!("type is {type_}, not kubernetes.io/tls"));
+    }
+    let field = |key: &str| {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or(format!("no {key}"))?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| format!("{key} is not PEM text"))
+    };
+    let pem = CertificatePem {
+        certificate: field("tls.crt")?,
+        key: field("tls.key")?,
+    };
+    certificate::parse_stored(&pem).map_err(|e| e.to_string())?;
+    Ok(pem)
 }
 
 /// Whether `Programmed` would change status or reason (worth an Event).
