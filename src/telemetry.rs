@@ -5,14 +5,17 @@
 
 use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats};
 use http::{Method, StatusCode};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use metrics_util::layers::FanoutBuilder;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The `route` label of requests no route answered.
 pub const NO_ROUTE: &str = "none";
@@ -238,7 +241,7 @@ pub struct Request<'a> {
     pub bytes_out: u64,
 }
 
-/// Counts an answered request.
+/// Counts an answered request no route took (the handles are looked up each time).
 pub fn request(r: &Request<'_>) {
     let route = r.route.to_owned();
     counter!(
@@ -256,6 +259,67 @@ pub fn request(r: &Request<'_>) {
         counter!("ceryx_request_bytes_total", "route" => route.clone()).increment(r.bytes_in);
     }
     counter!("ceryx_response_bytes_total", "route" => route).increment(r.bytes_out);
+}
+
+/// A route's request metrics, looked up once so that a request costs a few atomic
+/// operations. Kept by the route cache entry (renewed every cache TTL), and not used
+/// past half the idle timeout, after which the registry may have dropped the series.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    born: Instant,
+    duration: Histogram,
+    upstream: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    /// `ceryx_requests_total` by (method, status class), as they occur.
+    requests: Mutex<Vec<((&'static str, &'static str), Counter)>>,
+}
+
+impl RouteMetrics {
+    /// The handles of `route`'s series.
+    pub fn new(route: &str) -> RouteMetrics {
+        let label = || ("route", route.to_owned());
+        RouteMetrics {
+            born: Instant::now(),
+            duration: histogram!("ceryx_request_duration_seconds", &[label()]),
+            upstream: histogram!("ceryx_upstream_duration_seconds", &[label()]),
+            bytes_in: counter!("ceryx_request_bytes_total", &[label()]),
+            bytes_out: counter!("ceryx_response_bytes_total", &[label()]),
+            requests: Mutex::default(),
+        }
+    }
+
+    /// Counts an answered request of this route.
+    pub fn record(&self, r: &Request<'_>) {
+        if self.born.elapsed() > IDLE / 2 {
+            return request(r);
+        }
+        let key = (method_class(r.method), status_class(r.status));
+        {
+            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            match requests.iter().find(|(k, _)| *k == key) {
+                Some((_, counter)) => counter.increment(1),
+                None => {
+                    let counter = counter!(
+                        "ceryx_requests_total",
+                        "route" => r.route.to_owned(),
+                        "method" => key.0,
+                        "status" => key.1,
+                    );
+                    counter.increment(1);
+                    requests.push((key, counter));
+                }
+            }
+        }
+        self.duration.record(r.duration);
+        if let Some(upstream) = r.upstream {
+            self.upstream.record(upstream);
+        }
+        if r.bytes_in > 0 {
+            self.bytes_in.increment(r.bytes_in);
+        }
+        self.bytes_out.increment(r.bytes_out);
+    }
 }
 
 fn method_class(method: &Method) -> &'static str {

@@ -7,10 +7,10 @@
 
 use crate::route::{Route, Upstream, WILDCARD};
 use crate::store::{Change, RouteStore, StoreError};
-use crate::telemetry;
+use crate::telemetry::{self, RouteMetrics};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -28,6 +28,15 @@ pub struct Resolved {
     pub route: Route,
     /// The parsed target, or `None` when the stored target cannot be forwarded to.
     pub upstream: Option<Upstream>,
+    metrics: OnceLock<RouteMetrics>,
+}
+
+impl Resolved {
+    /// The route's request metrics, registered on first use.
+    pub fn metrics(&self) -> &RouteMetrics {
+        self.metrics
+            .get_or_init(|| RouteMetrics::new(&self.route.source))
+    }
 }
 
 struct Entry {
@@ -173,7 +182,11 @@ impl RouteCache {
         for (key, route) in keys.iter().zip(routes) {
             let route = route.map(|route| {
                 let upstream = Upstream::parse(&route.target).ok();
-                Arc::new(Resolved { route, upstream })
+                Arc::new(Resolved {
+                    route,
+                    upstream,
+                    metrics: OnceLock::new(),
+                })
             });
             entries.insert((*key).to_owned(), Entry { route, fresh_until });
         }

@@ -86,7 +86,7 @@ impl Exchange {
             .as_ref()
             .map_or(0, |n| n.load(Ordering::Relaxed));
         let route = self.route.as_deref().map(|r| r.route.source.as_str());
-        telemetry::request(&telemetry::Request {
+        let request = telemetry::Request {
             route: route.unwrap_or(NO_ROUTE),
             method: &self.method,
             status,
@@ -94,7 +94,11 @@ impl Exchange {
             upstream: self.upstream,
             bytes_in,
             bytes_out,
-        });
+        };
+        match &self.route {
+            Some(resolved) => resolved.metrics().record(&request),
+            None => telemetry::request(&request),
+        }
         if !log.enabled() {
             return;
         }
@@ -148,9 +152,14 @@ fn usable(id: &HeaderValue) -> bool {
 fn new_request_id() -> HeaderValue {
     static SEED: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(std::process::id()));
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{:016x}{:016x}", *SEED, n);
-    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+    let mut id = [0u8; 32];
+    for (i, digit) in id.iter_mut().enumerate() {
+        let word = if i < 16 { *SEED } else { n };
+        *digit = HEX[((word >> (60 - 4 * (i % 16))) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 /// A response body that counts what it sends and reports the exchange at its end.
