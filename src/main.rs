@@ -107,8 +107,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
         Command::Run(cmd) => {
-            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
-            let store = open_store(&cmd.store).await?;
+            let store = prepare(&cmd.store, &cmd.ops).await?;
             let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
             let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
@@ -117,15 +116,13 @@ async fn main() -> anyhow::Result<()> {
             api??;
         }
         Command::Proxy(cmd) => {
-            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
-            let store = open_store(&cmd.store).await?;
+            let store = prepare(&cmd.store, &cmd.ops).await?;
             let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             proxy.await?;
         }
         Command::Api(cmd) => {
-            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
-            let store = open_store(&cmd.store).await?;
+            let store = prepare(&cmd.store, &cmd.ops).await?;
             let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             api.await??;
@@ -135,8 +132,7 @@ async fn main() -> anyhow::Result<()> {
                 cmd.store.redis().is_some(),
                 "the controller needs Redis (CERYX_REDIS_HOST or CERYX_REDIS_URL): the proxies read routes from there"
             );
-            ceryx::telemetry::install(cmd.ops.statsd_addr.as_deref())?;
-            let store = open_store(&cmd.store).await?;
+            let store = prepare(&cmd.store, &cmd.ops).await?;
             start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
             let client = kube::Client::try_default()
                 .await
@@ -156,6 +152,12 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Installs the metrics recorder (with StatsD if configured), then opens the store.
+async fn prepare(store: &StoreArgs, ops: &OpsArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
+    ceryx::telemetry::install(ops.statsd_addr.as_deref())?;
+    open_store(store).await
 }
 
 /// How long start-up waits for Redis before serving anyway (with nothing known, every

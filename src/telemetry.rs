@@ -13,8 +13,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use metrics_util::layers::FanoutBuilder;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The `route` label of requests no route answered.
@@ -29,7 +29,8 @@ const LATENCY: &[f64] = &[
 const PROPAGATION: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
-/// A route's series are dropped this long after its last request (short-lived services).
+/// A route's request counters are dropped this long after its last request
+/// (short-lived services come and go).
 const IDLE: Duration = Duration::from_secs(15 * 60);
 /// How often gauges are sampled and StatsD's buffer is flushed.
 const TICK: Duration = Duration::from_secs(1);
@@ -38,6 +39,59 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 static CONNECTIONS: AtomicI64 = AtomicI64::new(0);
 static TUNNELS: AtomicI64 = AtomicI64::new(0);
 static CACHE_ENTRIES: AtomicI64 = AtomicI64::new(0);
+
+/// Process-wide counters: atomics on the hot path, added to the registry by [`sync`]
+/// (so they never look idle, and StatsD gets increments).
+struct Total {
+    name: &'static str,
+    value: AtomicU64,
+    synced: AtomicU64,
+}
+
+impl Total {
+    const fn new(name: &'static str) -> Total {
+        Total {
+            name,
+            value: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sync(&self) {
+        let now = self.value.load(Ordering::Relaxed);
+        let before = self.synced.swap(now, Ordering::Relaxed);
+        counter!(self.name).increment(now.saturating_sub(before));
+    }
+}
+
+static CACHE_HITS: Total = Total::new("ceryx_route_cache_hits_total");
+static CACHE_MISSES: Total = Total::new("ceryx_route_cache_misses_total");
+static INVALIDATIONS: Total = Total::new("ceryx_route_invalidations_total");
+static STORE_ERRORS: Total = Total::new("ceryx_store_errors_total");
+static RECONNECTS: Total = Total::new("ceryx_store_reconnects_total");
+static LOG_DROPPED: Total = Total::new("ceryx_access_log_dropped_total");
+static BYTES_IN: Total = Total::new("ceryx_request_bytes_total");
+static BYTES_OUT: Total = Total::new("ceryx_response_bytes_total");
+static TOTALS: [&Total; 8] = [
+    &CACHE_HITS,
+    &CACHE_MISSES,
+    &INVALIDATIONS,
+    &STORE_ERRORS,
+    &RECONNECTS,
+    &LOG_DROPPED,
+    &BYTES_IN,
+    &BYTES_OUT,
+];
+
+/// Request latency histograms (no labels: their series stay few whatever the routes).
+static DURATION: LazyLock<Histogram> =
+    LazyLock::new(|| histogram!("ceryx_request_duration_seconds"));
+static UPSTREAM: LazyLock<Histogram> =
+    LazyLock::new(|| histogram!("ceryx_upstream_duration_seconds"));
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +116,7 @@ pub fn install(statsd: Option<&str>) -> Result<(), TelemetryError> {
             PROPAGATION,
         )?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY)?
-        .idle_timeout(
-            MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM,
-            Some(IDLE),
-        )
+        .idle_timeout(MetricKindMask::COUNTER, Some(IDLE))
         .build_recorder();
     let handle = prometheus.handle();
     let mut fanout = FanoutBuilder::default().add_recorder(prometheus);
@@ -86,7 +137,7 @@ pub fn install(statsd: Option<&str>) -> Result<(), TelemetryError> {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
-            sample_gauges();
+            sync();
             handle.run_upkeep();
             if let Some(sink) = &sink {
                 let _ = sink.flush();
@@ -101,7 +152,7 @@ pub fn render() -> String {
     let Some(handle) = PROMETHEUS.get() else {
         return String::new();
     };
-    sample_gauges();
+    sync();
     handle.render()
 }
 
@@ -137,8 +188,10 @@ impl MetricSink for SharedSink {
 
 impl std::panic::RefUnwindSafe for SharedSink {}
 
-/// Gauges are kept as atomics and sampled, since StatsD cannot add to a gauge.
-fn sample_gauges() {
+/// Brings the registry up to date with the atomics: gauges are sampled (StatsD cannot
+/// add to a gauge), process-wide counters get what they gained.
+fn sync() {
+    TOTALS.iter().for_each(|total| total.sync());
     gauge!("ceryx_open_connections").set(CONNECTIONS.load(Ordering::Relaxed) as f64);
     gauge!("ceryx_open_tunnels").set(TUNNELS.load(Ordering::Relaxed) as f64);
     gauge!("ceryx_route_cache_entries").set(CACHE_ENTRIES.load(Ordering::Relaxed) as f64);
@@ -210,17 +263,7 @@ fn describe() {
         "ceryx_controller_reconcile_duration_seconds",
         "Time one reconciliation took"
     );
-    // Counters that may not move for a long time still show up at 0.
-    for name in [
-        "ceryx_route_cache_hits_total",
-        "ceryx_route_cache_misses_total",
-        "ceryx_route_invalidations_total",
-        "ceryx_store_errors_total",
-        "ceryx_store_reconnects_total",
-    ] {
-        counter!(name).absolute(0);
-    }
-    sample_gauges();
+    sync();
 }
 
 /// One answered request.
@@ -241,50 +284,43 @@ pub struct Request<'a> {
     pub bytes_out: u64,
 }
 
-/// Counts an answered request no route took (the handles are looked up each time).
+/// Counts an answered request no route took (its counter is looked up each time).
 pub fn request(r: &Request<'_>) {
-    let route = r.route.to_owned();
     counter!(
         "ceryx_requests_total",
-        "route" => route.clone(),
+        "route" => r.route.to_owned(),
         "method" => method_class(r.method),
         "status" => status_class(r.status),
     )
     .increment(1);
-    histogram!("ceryx_request_duration_seconds", "route" => route.clone()).record(r.duration);
-    if let Some(upstream) = r.upstream {
-        histogram!("ceryx_upstream_duration_seconds", "route" => route.clone()).record(upstream);
-    }
-    if r.bytes_in > 0 {
-        counter!("ceryx_request_bytes_total", "route" => route.clone()).increment(r.bytes_in);
-    }
-    counter!("ceryx_response_bytes_total", "route" => route).increment(r.bytes_out);
+    measure(r);
 }
 
-/// A route's request metrics, looked up once so that a request costs a few atomic
-/// operations. Kept by the route cache entry (renewed every cache TTL), and not used
-/// past half the idle timeout, after which the registry may have dropped the series.
+/// What every answered request adds besides its route's counter.
+fn measure(r: &Request<'_>) {
+    DURATION.record(r.duration);
+    if let Some(upstream) = r.upstream {
+        UPSTREAM.record(upstream);
+    }
+    BYTES_IN.add(r.bytes_in);
+    BYTES_OUT.add(r.bytes_out);
+}
+
+/// A route's `ceryx_requests_total` counters, looked up once per (method, status
+/// class) so that a request costs a few atomic operations. Kept by the route cache
+/// entry (renewed every cache TTL) and not used past half the idle timeout, after which
+/// the registry may have dropped the series.
 #[derive(Debug)]
 pub struct RouteMetrics {
     born: Instant,
-    duration: Histogram,
-    upstream: Histogram,
-    bytes_in: Counter,
-    bytes_out: Counter,
-    /// `ceryx_requests_total` by (method, status class), as they occur.
     requests: Mutex<Vec<((&'static str, &'static str), Counter)>>,
 }
 
 impl RouteMetrics {
-    /// The handles of `route`'s series.
-    pub fn new(route: &str) -> RouteMetrics {
-        let label = || ("route", route.to_owned());
+    /// No counters yet: each is looked up on its first request.
+    pub fn new() -> RouteMetrics {
         RouteMetrics {
             born: Instant::now(),
-            duration: histogram!("ceryx_request_duration_seconds", &[label()]),
-            upstream: histogram!("ceryx_upstream_duration_seconds", &[label()]),
-            bytes_in: counter!("ceryx_request_bytes_total", &[label()]),
-            bytes_out: counter!("ceryx_response_bytes_total", &[label()]),
             requests: Mutex::default(),
         }
     }
@@ -295,30 +331,28 @@ impl RouteMetrics {
             return request(r);
         }
         let key = (method_class(r.method), status_class(r.status));
-        {
-            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            match requests.iter().find(|(k, _)| *k == key) {
-                Some((_, counter)) => counter.increment(1),
-                None => {
-                    let counter = counter!(
-                        "ceryx_requests_total",
-                        "route" => r.route.to_owned(),
-                        "method" => key.0,
-                        "status" => key.1,
-                    );
-                    counter.increment(1);
-                    requests.push((key, counter));
-                }
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        match requests.iter().find(|(k, _)| *k == key) {
+            Some((_, counter)) => counter.increment(1),
+            None => {
+                let counter = counter!(
+                    "ceryx_requests_total",
+                    "route" => r.route.to_owned(),
+                    "method" => key.0,
+                    "status" => key.1,
+                );
+                counter.increment(1);
+                requests.push((key, counter));
             }
         }
-        self.duration.record(r.duration);
-        if let Some(upstream) = r.upstream {
-            self.upstream.record(upstream);
-        }
-        if r.bytes_in > 0 {
-            self.bytes_in.increment(r.bytes_in);
-        }
-        self.bytes_out.increment(r.bytes_out);
+        drop(requests);
+        measure(r);
+    }
+}
+
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        RouteMetrics::new()
     }
 }
 
@@ -371,11 +405,7 @@ pub fn tunnel() -> Open {
 
 /// A route lookup answered from the cache (`hit`) or by asking the store.
 pub fn cache_lookup(hit: bool) {
-    if hit {
-        counter!("ceryx_route_cache_hits_total").increment(1);
-    } else {
-        counter!("ceryx_route_cache_misses_total").increment(1);
-    }
+    if hit { &CACHE_HITS } else { &CACHE_MISSES }.add(1);
 }
 
 /// The cache now holds `n` entries.
@@ -385,7 +415,7 @@ pub fn cache_entries(n: usize) {
 
 /// A change notice reached the cache; `delay` since its write, when the notice says.
 pub fn invalidation(delay: Option<Duration>) {
-    counter!("ceryx_route_invalidations_total").increment(1);
+    INVALIDATIONS.add(1);
     if let Some(delay) = delay {
         histogram!("ceryx_route_propagation_seconds").record(delay);
     }
@@ -393,17 +423,17 @@ pub fn invalidation(delay: Option<Duration>) {
 
 /// A store call failed.
 pub fn store_error() {
-    counter!("ceryx_store_errors_total").increment(1);
+    STORE_ERRORS.add(1);
 }
 
 /// The store's connection was lost (it reconnects by itself).
 pub fn store_reconnect() {
-    counter!("ceryx_store_reconnects_total").increment(1);
+    RECONNECTS.add(1);
 }
 
 /// An access log line was dropped.
 pub fn access_log_dropped() {
-    counter!("ceryx_access_log_dropped_total").increment(1);
+    LOG_DROPPED.add(1);
 }
 
 /// One reconciliation of a CeryxRoute.

@@ -34,8 +34,7 @@ pub struct Resolved {
 impl Resolved {
     /// The route's request metrics, registered on first use.
     pub fn metrics(&self) -> &RouteMetrics {
-        self.metrics
-            .get_or_init(|| RouteMetrics::new(&self.route.source))
+        self.metrics.get_or_init(RouteMetrics::new)
     }
 }
 
