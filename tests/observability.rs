@@ -84,8 +84,14 @@ async fn metrics_count_requests_latency_bytes_cache_tunnels_and_propagation() {
         .count();
     assert_eq!(unknown, 1, "one series for both unknown hosts: {text}");
     // Eight requests answered, six of them forwarded (latency is not split by route).
-    assert_eq!(sample(&text, "ceryx_request_duration_seconds_count"), Some(8.0));
-    assert_eq!(sample(&text, "ceryx_upstream_duration_seconds_count"), Some(6.0));
+    assert_eq!(
+        sample(&text, "ceryx_request_duration_seconds_count"),
+        Some(8.0)
+    );
+    assert_eq!(
+        sample(&text, "ceryx_upstream_duration_seconds_count"),
+        Some(6.0)
+    );
     let under_a_minute = r#"ceryx_request_duration_seconds_bucket{le="60"}"#;
     assert_eq!(sample(&text, under_a_minute), Some(8.0));
     assert_eq!(sample(&text, "ceryx_request_bytes_total"), Some(1000.0));

@@ -62,23 +62,7 @@ impl Https {
 
     /// A TLS connection naming `sni` (none for `None`), offering `alpn`.
     async fn connect(&self, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
-        let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let name = match sni {
-            Some(name) => ServerName::try_from(name.to_owned()).unwrap(),
-            // rustls sends no SNI for an address.
-            None => ServerName::IpAddress(self.addr.ip().into()),
-        };
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap()
+        connect(self.addr, sni, alpn).await
     }
 
     /// The leaf certificate served to a handshake naming `sni`.
@@ -91,6 +75,27 @@ impl Drop for Https {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// A TLS connection to `addr` naming `sni` (none for `None`), offering `alpn`.
+async fn connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = match sni {
+        Some(name) => ServerName::try_from(name.to_owned()).unwrap(),
+        // rustls sends no SNI for an address.
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
 }
 
 fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
@@ -494,4 +499,57 @@ impl ServerCertVerifier for AnyCertificate {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+#[tokio::test]
+async fn the_binary_serves_https_with_a_self_signed_default_and_refuses_a_broken_one() {
+    let upstream = Upstream::start("bin").await;
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ceryx = Process::start("run", &[("CERYX_HTTPS_ADDR", https.to_string())]).await;
+    let client = TestClient::default();
+    let body = format!(
+        r#"{{"source": "bin.test", "target": "{}"}}"#,
+        upstream.url()
+    );
+    let create = Request::post("/api/routes");
+    assert_eq!(
+        client.send(ceryx.api, create, body).await.status,
+        StatusCode::CREATED
+    );
+    eventually(Duration::from_secs(10), "HTTPS to listen", || async {
+        TcpStream::connect(https).await.is_ok()
+    })
+    .await;
+    let tls = connect(https, Some("bin.test"), &[b"http/1.1"]).await;
+    let served = leaf(&tls);
+    assert!(
+        served.windows(9).any(|w| w == b"localhost"),
+        "the self-signed default, made for localhost"
+    );
+    let (status, _, echo) = get_over(tls, "bin.test").await;
+    assert_eq!(
+        (status, echo["name"].as_str()),
+        (StatusCode::OK, Some("bin"))
+    );
+
+    // A default certificate that cannot be loaded stops the start with the reason.
+    let dir = Dir::new();
+    let (a, _) = issue(&["a.test"]);
+    let (b, _) = issue(&["b.test"]);
+    let (crt, _) = dir.write("a", &a);
+    let (_, key) = dir.write("b", &b);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ceryx"))
+        .arg("proxy")
+        .env("CERYX_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("CERYX_HTTPS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("CERYX_SSL_DEFAULT_CERTIFICATE", crt)
+        .env("CERYX_SSL_DEFAULT_KEY", key)
+        .env_remove("CERYX_REDIS_HOST")
+        .env_remove("CERYX_REDIS_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CERYX_SSL_DEFAULT_CERTIFICATE"), "{stderr}");
+    assert!(stderr.contains("does not fit"), "{stderr}");
 }
