@@ -413,16 +413,15 @@ impl Bench {
                     store.put(&route("prop.bench.test", target)).await?;
                 }
                 for port in [first, second] {
-                    while self
-                        .answer(port, "prop.bench.test")
-                        .await
-                        .map(|r| r.1)
-                        .as_deref()
-                        != Some(body)
-                    {
+                    loop {
+                        let answer = self.answer(port, "prop.bench.test").await;
+                        if answer.as_ref().map(|r| r.1.as_str()) == Some(body) {
+                            break;
+                        }
                         assert!(
                             start.elapsed() < Duration::from_secs(10),
-                            "a change never arrived"
+                            "change {change} ({writer}) never reached the proxy on port {port}: \
+                             it still answers {answer:?}"
                         );
                     }
                 }

@@ -145,13 +145,22 @@ impl Drop for Dir {
     }
 }
 
-fn with_files(source: &str, target: &str, (crt, key): (String, String)) -> Route {
+/// Writes a route whose settings name certificate files.
+async fn put_with_files(
+    store: &MemoryStore,
+    source: &str,
+    target: &str,
+    (crt, key): (String, String),
+) {
     let settings = Settings {
         certificate_path: Some(crt),
         key_path: Some(key),
         ..Settings::default()
     };
-    Route::new(source, target, settings).unwrap()
+    store
+        .put(&Route::new(source, target, settings).unwrap())
+        .await
+        .unwrap();
 }
 
 /// Sends `GET /` for `host` over an established TLS connection.
@@ -197,22 +206,14 @@ async fn sni_picks_the_routes_certificate_then_a_wildcard_routes_then_the_defaul
     let (wild, wild_der) = issue(&["*.wild.test"]);
     let (stored, stored_der) = issue(&["stored.test"]);
     let store = &https.store;
-    store
-        .put(&with_files(
-            "own.test",
-            &upstream.url(),
-            dir.write("own", &own),
-        ))
-        .await
-        .unwrap();
-    store
-        .put(&with_files(
-            "*.wild.test",
-            &upstream.url(),
-            dir.write("wild", &wild),
-        ))
-        .await
-        .unwrap();
+    put_with_files(store, "own.test", &upstream.url(), dir.write("own", &own)).await;
+    put_with_files(
+        store,
+        "*.wild.test",
+        &upstream.url(),
+        dir.write("wild", &wild),
+    )
+    .await;
     store
         .put(&route("plain.test", &upstream.url()))
         .await
@@ -286,11 +287,7 @@ async fn a_replaced_certificate_file_is_served_on_the_next_handshake_and_old_con
     let (first, first_der) = issue(&["swap.test"]);
     let (second, second_der) = issue(&["swap.test"]);
     let files = dir.write("swap", &first);
-    https
-        .store
-        .put(&with_files("swap.test", &upstream.url(), files))
-        .await
-        .unwrap();
+    put_with_files(&https.store, "swap.test", &upstream.url(), files).await;
 
     let old = https.connect(Some("swap.test"), &[b"http/1.1"]).await;
     assert_eq!(leaf(&old), first_der);
@@ -335,30 +332,25 @@ async fn a_broken_certificate_falls_back_to_the_default_and_traffic_flows() {
         key: b.key,
     };
     let store = &https.store;
-    store
-        .put(&with_files(
-            "bad.test",
-            &upstream.url(),
-            dir.write("bad", &garbage),
-        ))
-        .await
-        .unwrap();
-    store
-        .put(&with_files(
-            "mismatch.test",
-            &upstream.url(),
-            dir.write("mismatch", &mismatched),
-        ))
-        .await
-        .unwrap();
+    put_with_files(
+        store,
+        "bad.test",
+        &upstream.url(),
+        dir.write("bad", &garbage),
+    )
+    .await;
+    put_with_files(
+        store,
+        "mismatch.test",
+        &upstream.url(),
+        dir.write("mismatch", &mismatched),
+    )
+    .await;
     let missing = (
         "/nonexistent/c.pem".to_owned(),
         "/nonexistent/k.pem".to_owned(),
     );
-    store
-        .put(&with_files("missing.test", &upstream.url(), missing))
-        .await
-        .unwrap();
+    put_with_files(store, "missing.test", &upstream.url(), missing).await;
     owned(
         store.as_ref(),
         "stored-bad.test",

@@ -295,15 +295,7 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        match outcome.as_str() {
-            "ok" => {}
-            "unowned" => return Err(StoreError::Unowned),
-            other => {
-                return Err(StoreError::Owned(
-                    other.trim_start_matches("owned:").to_owned(),
-                ));
-            }
-        }
+        refusal(&outcome)?;
         // This process's readers learn of it before the writer gets its answer.
         self.watchers.notify(&Change::route(route.source.as_str()));
         Ok(())
@@ -380,15 +372,7 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        match outcome.as_str() {
-            "ok" => {}
-            "unowned" => return Err(StoreError::Unowned),
-            other => {
-                return Err(StoreError::Owned(
-                    other.trim_start_matches("owned:").to_owned(),
-                ));
-            }
-        }
+        refusal(&outcome)?;
         self.watchers.notify(&Change::route(source));
         Ok(())
     }
@@ -463,6 +447,17 @@ fn escape_glob(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The ownership verdict of a write script: `ok`, `unowned` or `owned:<owner>`.
+fn refusal(outcome: &str) -> Result<(), StoreError> {
+    match outcome {
+        "ok" => Ok(()),
+        "unowned" => Err(StoreError::Unowned),
+        other => Err(StoreError::Owned(
+            other.trim_start_matches("owned:").to_owned(),
+        )),
+    }
 }
 
 /// A change notice's payload: the source, then when it was written (microseconds since
