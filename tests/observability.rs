@@ -129,6 +129,12 @@ async fn metrics_count_requests_latency_bytes_cache_tunnels_and_propagation() {
     })
     .await;
 
+    // The probes beside the metrics, for pods without the REST API.
+    for probe in ["/healthz", "/readyz"] {
+        let reply = client.send(ops, Request::get(probe), "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{probe}");
+    }
+
     // Store trouble: a lost connection and a lookup that cannot reach Redis.
     redis.kill();
     eventually(
@@ -142,6 +148,10 @@ async fn metrics_count_requests_latency_bytes_cache_tunnels_and_propagation() {
     .await;
     let reply = client.get(ceryx.addr, "never-seen.test", "/").await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let ready = client.send(ops, Request::get("/readyz"), "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let live = client.send(ops, Request::get("/healthz"), "").await;
+    assert_eq!(live.status, StatusCode::OK, "alive while Redis is away");
     let text = scrape(&client, ops).await;
     assert!(sample(&text, "ceryx_store_errors_total").unwrap() >= 1.0);
     // The two unknown hosts (503) and this one (500).
