@@ -151,6 +151,7 @@ struct Bench {
     upstream_a: u16,
     upstream_b: u16,
     nginx: u16,
+    nginx_tls: u16,
     redis: u16,
     http: HttpClient,
 }
@@ -159,6 +160,10 @@ impl Bench {
     fn new(ceryx: PathBuf, scale: Scale) -> Result<Bench, Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!("ceryx-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        // One certificate for both HTTPS proxies (clients send no SNI to 127.0.0.1).
+        let made = rcgen::generate_simple_self_signed(vec!["bench.test".to_owned()])?;
+        std::fs::write(dir.join("tls.crt"), made.cert.pem())?;
+        std::fs::write(dir.join("tls.key"), made.signing_key.serialize_pem())?;
         Ok(Bench {
             ceryx,
             scale,
@@ -167,6 +172,7 @@ impl Bench {
             upstream_a: free_port(),
             upstream_b: free_port(),
             nginx: free_port(),
+            nginx_tls: free_port(),
             redis: free_port(),
             http: Client::builder(TokioExecutor::new()).build_http(),
         })
@@ -179,7 +185,27 @@ impl Bench {
         let a = format!("http://127.0.0.1:{}", self.upstream_a);
         let b = format!("http://127.0.0.1:{}", self.upstream_b);
         store.put(&route("bench.test", &a)).await?;
-        let proxy = self.start_ceryx("proxy-1", &[]).await?;
+        let proxy_tls = free_port();
+        let (https_addr, crt, key) = (
+            format!("127.0.0.1:{proxy_tls}"),
+            self.dir.join("tls.crt").display().to_string(),
+            self.dir.join("tls.key").display().to_string(),
+        );
+        let proxy = self
+            .start_ceryx(
+                "proxy-1",
+                &[
+                    "proxy",
+                    "--https-addr",
+                    &https_addr,
+                    "--ssl-default-certificate",
+                    &crt,
+                    "--ssl-default-key",
+                    &key,
+                ],
+            )
+            .await?;
+        wait_listening(proxy_tls).await;
         let s = &self.scale;
         println!(
             "# Ceryx vs nginx on 127.0.0.1, {} core(s), wrk -t1 -c50, median of {} round(s) of {} s",
@@ -215,6 +241,29 @@ impl Bench {
                 .push(self.wrk(proxy, Hosts::Spread(s.spread_hosts), s.wrk_seconds)?);
         }
         rows.extend(spread);
+        // 5: HTTPS, kept alive and with a TLS handshake per request.
+        let mut https = vec![
+            ("nginx https, keep-alive", vec![]),
+            ("ceryx https, keep-alive", vec![]),
+            ("nginx https, new connection per request", vec![]),
+            ("ceryx https, new connection per request", vec![]),
+        ];
+        for _ in 0..s.rounds {
+            for (i, (port, over)) in [
+                (self.nginx_tls, Over::Https),
+                (proxy_tls, Over::Https),
+                (self.nginx_tls, Over::HttpsNewConnections),
+                (proxy_tls, Over::HttpsNewConnections),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                https[i]
+                    .1
+                    .push(wrk_over(&self.dir, port, over, Hosts::One, s.wrk_seconds)?);
+            }
+        }
+        rows.extend(https);
         print_load_table(&rows, s.many_routes, s.spread_hosts);
 
         self.propagation(&store, proxy, &a, &b).await?;
@@ -258,8 +307,11 @@ impl Bench {
             "proxy",
             "auto",
             format!(
-                "  upstream backend {{ server 127.0.0.1:{}; keepalive 64; }}\n  server {{ listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }}\n",
-                self.upstream_a, self.nginx
+                "  upstream backend {{ server 127.0.0.1:{}; keepalive 64; }}\n  server {{ listen 127.0.0.1:{};\n    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }}\n  server {{ listen 127.0.0.1:{} ssl; ssl_certificate {dir}/tls.crt; ssl_certificate_key {dir}/tls.key;\n    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host $http_host; }} }}\n",
+                self.upstream_a,
+                self.nginx,
+                self.nginx_tls,
+                dir = self.dir.display()
             ),
         )?;
         for (name, path) in [("nginx-upstream", upstream), ("nginx-proxy", proxy)] {
@@ -273,7 +325,7 @@ impl Bench {
                 .spawn()?;
             self.procs.0.push((name.into(), child));
         }
-        for port in [self.upstream_a, self.upstream_b, self.nginx] {
+        for port in [self.upstream_a, self.upstream_b, self.nginx, self.nginx_tls] {
             wait_listening(port).await;
         }
         Ok(())
@@ -611,9 +663,31 @@ enum Hosts {
     Spread(usize),
 }
 
+/// How wrk talks to the proxy.
+#[derive(Clone, Copy)]
+enum Over {
+    Http,
+    Https,
+    /// `Connection: close`: a TCP connection and TLS handshake per request.
+    HttpsNewConnections,
+}
+
 /// One wrk run against `port`, with one `Host` or spread over `h<i>.bench.test`.
 fn wrk(dir: &Path, port: u16, hosts: Hosts, seconds: u64) -> Result<Load, std::io::Error> {
+    wrk_over(dir, port, Over::Http, hosts, seconds)
+}
+
+fn wrk_over(
+    dir: &Path,
+    port: u16,
+    over: Over,
+    hosts: Hosts,
+    seconds: u64,
+) -> Result<Load, std::io::Error> {
     let mut command = Command::new("wrk");
+    if let Over::HttpsNewConnections = over {
+        command.args(["-H", "Connection: close"]);
+    }
     command
         .args(["-t1", "-c50", "--latency", "-d"])
         .arg(format!("{seconds}s"));
@@ -632,7 +706,13 @@ fn wrk(dir: &Path, port: u16, hosts: Hosts, seconds: u64) -> Result<Load, std::i
             command.arg("-s").arg(&script);
         }
     }
-    let output = command.arg(format!("http://127.0.0.1:{port}/")).output()?;
+    let scheme = match over {
+        Over::Http => "http",
+        Over::Https | Over::HttpsNewConnections => "https",
+    };
+    let output = command
+        .arg(format!("{scheme}://127.0.0.1:{port}/"))
+        .output()?;
     Ok(parse_wrk(&String::from_utf8_lossy(&output.stdout)))
 }
 
@@ -713,14 +793,12 @@ fn print_load_table(rows: &[(&str, Vec<Load>)], routes: usize, hosts: usize) {
     println!();
     println!("| scenario | req/s | p50 | p99 | failed | req/s vs nginx | p99 vs nginx |");
     println!("|---|---|---|---|---|---|---|");
+    // The nginx row of the same name, else plain proxy_pass.
     let nginx = |name: &str| {
-        let reference = if name.contains("spread") {
-            "nginx, spread over hosts"
-        } else {
-            "nginx proxy_pass"
-        };
+        let same = name.replacen("ceryx", "nginx", 1);
         rows.iter()
-            .find(|(n, _)| *n == reference)
+            .find(|(n, _)| *n == same)
+            .or_else(|| rows.iter().find(|(n, _)| *n == "nginx proxy_pass"))
             .map(|(_, runs)| summary(runs))
     };
     for (name, runs) in rows {
