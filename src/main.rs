@@ -95,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+                // rustls warns of every client that sends an IP address as SNI (wrk,
+                // some probes): a log line per handshake that clients control.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(format!("{level},rustls=error"))
+                }),
         )
         // stdout carries the access log alone, one JSON object per line.
         .with_writer(std::io::stderr)

@@ -181,11 +181,13 @@ impl Proxy {
         }
     }
 
-    /// Stops after `grace`: waits for open tunnels, then closes them.
+    /// Stops after `grace`: waits for open tunnels, then closes them, and writes out the
+    /// access log.
     pub async fn close_tunnels(&self) {
         self.forwarder
             .close_tunnels(self.args.shutdown_timeout)
             .await;
+        self.log.flush();
     }
 }
 
