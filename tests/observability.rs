@@ -105,6 +105,9 @@ async fn metrics_count_requests_latency_bytes_cache_tunnels_and_propagation() {
         sample(&text, r#"ceryx_route_propagation_seconds_bucket{le="1"}"#).unwrap() >= 1.0,
         "a notice takes well under a second here"
     );
+    // Propagation has its own, finer buckets.
+    let finest = r#"ceryx_route_propagation_seconds_bucket{le="0.0001"}"#;
+    assert!(sample(&text, finest).is_some(), "{text}");
     assert!(text.contains("# HELP ceryx_requests_total"));
 
     // Gauges: an open WebSocket is a connection and a tunnel until it closes.
