@@ -7,9 +7,10 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ProducesTickets;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// Why a certificate cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,8 +75,8 @@ pub fn self_signed() -> Result<CertifiedKey, CertificateError> {
     )
 }
 
-/// A TLS 1.2 + 1.3 server configuration that presents `key` and offers HTTP/2 and
-/// HTTP/1.1 by ALPN.
+/// A TLS 1.2 + 1.3 server configuration that presents `key`, offers HTTP/2 and
+/// HTTP/1.1 by ALPN, and lets clients resume sessions with tickets.
 pub fn server_config(key: CertifiedKey) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -83,5 +84,20 @@ pub fn server_config(key: CertifiedKey) -> Arc<ServerConfig> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some(ticketer) = TICKETER.as_ref() {
+        config.ticketer = ticketer.clone();
+    }
     Arc::new(config)
 }
+
+/// One ticket key (rotated by rustls every 6 hours) for every certificate's
+/// configuration, so that a resumed handshake skips the key exchange and signature
+/// whichever certificate the host has; none (full handshakes) if it cannot be made.
+static TICKETER: LazyLock<Option<Arc<dyn ProducesTickets>>> =
+    LazyLock::new(|| match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => Some(ticketer),
+        Err(e) => {
+            tracing::warn!(error = %e, "no TLS session tickets");
+            None
+        }
+    });

@@ -14,6 +14,7 @@ use common::*;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::HandshakeKind;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::net::SocketAddr;
@@ -79,13 +80,7 @@ impl Drop for Https {
 
 /// A TLS connection to `addr` naming `sni` (none for `None`), offering `alpn`.
 async fn connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
-    let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let config = client_config(alpn);
     let name = match sni {
         Some(name) => ServerName::try_from(name.to_owned()).unwrap(),
         // rustls sends no SNI for an address.
@@ -96,6 +91,18 @@ async fn connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStre
         .connect(name, tcp)
         .await
         .unwrap()
+}
+
+/// A client that accepts any certificate (tests look at it instead) and offers `alpn`.
+fn client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
 
 fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
@@ -544,4 +551,54 @@ async fn the_binary_serves_https_with_a_self_signed_default_and_refuses_a_broken
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CERYX_SSL_DEFAULT_CERTIFICATE"), "{stderr}");
     assert!(stderr.contains("does not fit"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_returning_client_resumes_its_session_after_many_others() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("again").await;
+    https
+        .store
+        .put(&route("again.test", &upstream.url()))
+        .await
+        .unwrap();
+    let config = Arc::new(client_config(&[b"http/1.1"]));
+    let name = || ServerName::try_from("again.test").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+
+    let first = connector
+        .connect(name(), TcpStream::connect(https.addr).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        first.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Full)
+    );
+    // TLS 1.3 tickets come after the handshake: a request reads them.
+    let (status, _, _) = get_over(first, "again.test").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Many other clients in between: a server-side session cache would have forgotten
+    // this one by now (rustls keeps 256 sessions); a ticket carries the session itself.
+    for _ in 0..150 {
+        let others = tokio_rustls::TlsConnector::from(Arc::new(client_config(&[b"http/1.1"])));
+        let other = others
+            .connect(name(), TcpStream::connect(https.addr).await.unwrap())
+            .await
+            .unwrap();
+        get_over(other, "again.test").await;
+    }
+    let second = connector
+        .connect(name(), TcpStream::connect(https.addr).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Resumed)
+    );
+    let (status, _, echo) = get_over(second, "again.test").await;
+    assert_eq!(
+        (status, echo["name"].as_str()),
+        (StatusCode::OK, Some("again"))
+    );
 }
