@@ -411,15 +411,22 @@ impl Bench {
         Ok(())
     }
 
+    /// Status and body of `GET /` for `host`; `None` when the connection failed, status
+    /// 0 when the proxy took over 2 s (told apart for the propagation check's message).
     async fn answer(&self, port: u16, host: &str) -> Option<(u16, String)> {
         let req = http::Request::get(format!("http://127.0.0.1:{port}/"))
             .header("host", host)
             .body(Empty::new())
             .ok()?;
-        let response = self.http.request(req).await.ok()?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, String::from_utf8_lossy(&body).into_owned()))
+        let exchange = async {
+            let response = self.http.request(req).await.ok()?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(Duration::from_secs(2), exchange)
+            .await
+            .unwrap_or(Some((0, "no answer within 2 s".into())))
     }
 
     /// Time from a write until two proxies both serve it, through the store and the API.
