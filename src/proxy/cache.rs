@@ -208,7 +208,7 @@ impl RouteCache {
 
 /// The keys that may answer for a host, most specific first. A `*.suffix` source is
 /// kept under `.suffix`, a slice of the host itself, so a cache hit allocates nothing.
-fn candidates(host: &str) -> impl Iterator<Item = &str> {
+pub(super) fn candidates(host: &str) -> impl Iterator<Item = &str> {
     std::iter::once(host)
         .chain(host.match_indices('.').map(|(i, _)| &host[i..]))
         .chain(std::iter::once(WILDCARD))
@@ -223,7 +223,7 @@ fn cache_key(source: &str) -> &str {
 }
 
 /// The stored source of a cache key (`.a.com` → `*.a.com`).
-fn source_of(key: &str) -> String {
+pub(super) fn source_of(key: &str) -> String {
     if key.starts_with('.') {
         format!("*{key}")
     } else {

@@ -24,6 +24,7 @@ use forward::{ClientError, Forward, Forwarder};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use observe::Exchange;
+pub use observe::Observed;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         listener: &'static str,
-    ) -> Response<Body> {
+    ) -> Response<Observed> {
         let mut exchange = Exchange::start(&mut req, peer.ip());
         let response = self.answer(req, peer, listener, &mut exchange).await;
         exchange.finish(response, &self.log)
@@ -81,11 +82,10 @@ impl Proxy {
         exchange: &mut Exchange,
     ) -> Response<Body> {
         let json = error::wants_json(req.headers());
-        // Cheap clones (shared bytes), kept for the log line of a failure.
-        let (method, uri) = (req.method().clone(), req.uri().clone());
         match self.route(req, peer, listener, exchange).await {
             Ok(response) => response,
             Err(e) => {
+                let (method, uri) = (&exchange.method, &exchange.uri);
                 match &e {
                     ProxyError::BadGateway(detail) => {
                         tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")

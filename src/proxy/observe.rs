@@ -9,7 +9,6 @@ use crate::telemetry::{self, NO_ROUTE};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -25,8 +24,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Exchange {
     started: Instant,
     client: IpAddr,
-    method: Method,
-    uri: Uri,
+    /// The request's method, as received.
+    pub method: Method,
+    /// The request's URI, as received.
+    pub uri: Uri,
     version: Version,
     host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
@@ -67,15 +68,12 @@ impl Exchange {
     }
 
     /// The response, whose body reports the exchange when it ends.
-    pub fn finish(self, response: Response<Body>, log: &AccessLog) -> Response<Body> {
+    pub fn finish(self, response: Response<Body>, log: &AccessLog) -> Response<Observed> {
         let status = response.status();
-        response.map(|inner| {
-            Observed {
-                inner,
-                sent: 0,
-                report: Some((self, status, log.clone())),
-            }
-            .boxed()
+        response.map(|inner| Observed {
+            inner,
+            sent: 0,
+            report: Some((self, status, log.clone())),
         })
     }
 
@@ -162,8 +160,9 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
-/// A response body that counts what it sends and reports the exchange at its end.
-struct Observed {
+/// The body of every response the proxy sends: the answer's own body, counted as it is
+/// sent, reporting the exchange at its end (wrapped, not boxed again).
+pub struct Observed {
     inner: Body,
     sent: u64,
     report: Option<(Exchange, http::StatusCode, AccessLog)>,

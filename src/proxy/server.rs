@@ -11,8 +11,9 @@ use rustls::server::Acceptor;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request head accepted; longer heads get 431 (nginx allows 4 × 8 KiB).
@@ -99,12 +100,7 @@ async fn serve_on(
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(certificates) => {
-                    let handshake = async {
-                        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-                        let sni = start.client_hello().server_name().map(str::to_owned);
-                        let config = certificates.config_for(sni.as_deref()).await;
-                        start.into_stream(config).await
-                    };
+                    let handshake = handshake(stream, &certificates);
                     let stream = match tokio::time::timeout(header_timeout, handshake).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
@@ -132,4 +128,16 @@ async fn serve_on(
         tracing::warn!("shutdown timeout reached; closing open connections");
     }
     proxy.close_tunnels().await;
+}
+
+/// Reads the ClientHello, looks up the certificate its SNI asks for, and completes the
+/// handshake with it.
+async fn handshake(
+    stream: TcpStream,
+    certificates: &Certificates,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    let config = certificates.config_for(sni.as_deref()).await;
+    start.into_stream(config).await
 }

@@ -4,8 +4,9 @@
 //! a change notice, the cache TTL or a replaced file loads it again. A certificate that
 //! cannot be loaded falls back to the default, logged once per change.
 
+use super::cache;
 use crate::certificate::{self, CertificateError};
-use crate::route::normalize_host;
+use crate::route::{WILDCARD, normalize_host};
 use crate::store::{Change, RouteStore};
 use rustls::ServerConfig;
 use std::collections::HashMap;
@@ -223,13 +224,11 @@ impl Certificates {
     }
 }
 
-/// The sources whose certificate may serve `host`, most specific first: the host, then
-/// every `*.suffix` (the catch-all `$wildcard` gets the default).
+/// The sources whose certificate may serve `host`, most specific first: the route
+/// cache's candidates but the catch-all `$wildcard` (it gets the default).
 fn candidates(host: &str) -> Vec<String> {
-    std::iter::once(host.to_owned())
-        .chain(
-            host.match_indices('.')
-                .map(|(i, _)| format!("*{}", &host[i..])),
-        )
+    cache::candidates(host)
+        .filter(|key| *key != WILDCARD)
+        .map(cache::source_of)
         .collect()
 }
