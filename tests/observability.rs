@@ -172,12 +172,7 @@ async fn statsd_receives_the_same_figures_over_udp() {
     )];
     let ceryx = Process::start("run", &env).await;
     let client = TestClient::default();
-    let body = format!(r#"{{"source": "s.test", "target": "{}"}}"#, upstream.url());
-    let create = Request::post("/api/routes").header("content-type", "application/json");
-    assert_eq!(
-        client.send(ceryx.api, create, body).await.status,
-        StatusCode::CREATED
-    );
+    ceryx.create_route(&client, "s.test", &upstream.url()).await;
     for _ in 0..3 {
         assert_eq!(
             client.get(ceryx.addr, "s.test", "/").await.status,
@@ -224,12 +219,7 @@ async fn access_log_is_one_json_object_per_request_with_request_ids() {
     let upstream = Upstream::start("l").await;
     let ceryx = Process::start_logged("run", &[]).await;
     let client = TestClient::default();
-    let body = format!(r#"{{"source": "l.test", "target": "{}"}}"#, upstream.url());
-    let create = Request::post("/api/routes").header("content-type", "application/json");
-    assert_eq!(
-        client.send(ceryx.api, create, body).await.status,
-        StatusCode::CREATED
-    );
+    ceryx.create_route(&client, "l.test", &upstream.url()).await;
 
     let given = Request::get("/hello?x=1")
         .header("host", "l.test")

@@ -506,15 +506,9 @@ async fn the_binary_serves_https_with_a_self_signed_default_and_refuses_a_broken
     let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ceryx = Process::start("run", &[("CERYX_HTTPS_ADDR", https.to_string())]).await;
     let client = TestClient::default();
-    let body = format!(
-        r#"{{"source": "bin.test", "target": "{}"}}"#,
-        upstream.url()
-    );
-    let create = Request::post("/api/routes");
-    assert_eq!(
-        client.send(ceryx.api, create, body).await.status,
-        StatusCode::CREATED
-    );
+    ceryx
+        .create_route(&client, "bin.test", &upstream.url())
+        .await;
     eventually(Duration::from_secs(10), "HTTPS to listen", || async {
         TcpStream::connect(https).await.is_ok()
     })

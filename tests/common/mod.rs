@@ -528,6 +528,14 @@ impl Process {
         }
     }
 
+    /// Creates a route through the process's REST API, as a user's `curl` would.
+    pub async fn create_route(&self, client: &TestClient, source: &str, target: &str) {
+        let body = format!(r#"{{"source": "{source}", "target": "{target}"}}"#);
+        let create = Request::post("/api/routes").header("content-type", "application/json");
+        let reply = client.send(self.api, create, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "creating {source}");
+    }
+
     pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
