@@ -81,7 +81,7 @@ pub struct OpsArgs {
 pub struct ControllerArgs {
     /// The `spec.ingressClassName` this controller takes (resources without one count
     /// as `ceryx`).
-    #[arg(long, env = "CERYX_INGRESS_CLASS", default_value = "ceryx")]
+    #[arg(long, env = "CERYX_INGRESS_CLASS", default_value = "ceryx", value_parser = class_name)]
     pub ingress_class: String,
     /// Cluster DNS domain, for Service targets (`<name>.<namespace>.svc.<domain>`).
     #[arg(long, env = "CERYX_CLUSTER_DOMAIN", default_value = "cluster.local")]
@@ -93,10 +93,50 @@ pub struct ControllerArgs {
     /// Namespace of the Lease (set it to the pod's own namespace).
     #[arg(long, env = "CERYX_LEASE_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// Name of the Lease, one per install (the chart uses `<release>-controller`).
+    #[arg(long, env = "CERYX_LEASE_NAME", default_value = "ceryx-controller")]
+    pub lease_name: String,
     /// This replica's name in the Lease, unique per replica; the host name (in a
     /// cluster: the pod name) by default.
     #[arg(long, env = "CERYX_LEASE_IDENTITY")]
     pub lease_identity: Option<String>,
+    /// How long a Lease holds without renewal (seconds): a dead leader is replaced
+    /// after this long, and a leader that could not renew for this long stops writing.
+    #[arg(long, env = "CERYX_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_duration: u64,
+    /// Which install wrote a route, recorded with its owner in the store, so that
+    /// installs sharing one Redis prefix never collect each other's routes. By default
+    /// the cluster's identity (the `kube-system` namespace's UID), the Lease namespace
+    /// and the Lease name.
+    #[arg(long, env = "CERYX_INSTALL_ID", value_parser = install_id)]
+    pub install_id: Option<String>,
+}
+
+/// A class name: a DNS-1123 subdomain short enough to prefix the class's finalizer.
+fn class_name(value: &str) -> Result<String, String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if value.len() > 200 || !value.split('.').all(label_ok) {
+        return Err("a DNS-1123 subdomain of at most 200 characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// An install identity: printable, without `@` (which separates it in an owner).
+fn install_id(value: &str) -> Result<String, String> {
+    if value.is_empty()
+        || value.len() > 200
+        || value.contains('@')
+        || value.chars().any(char::is_control)
+    {
+        return Err("1 to 200 printable characters, no '@'".into());
+    }
+    Ok(value.to_owned())
 }
 
 impl ControllerArgs {

@@ -141,21 +141,65 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default()
                 .await
                 .context("no Kubernetes API: neither in a cluster nor a kubeconfig")?;
-            let ctx = ceryx::controller::reconcile::Context::new(
-                client,
-                store,
-                cmd.controller.cluster_domain,
-                cmd.controller.ingress_class,
-            );
-            tracing::info!(class = %ctx.class, "controller starting");
-            ceryx::controller::run(ctx, shutdown).await.context(
-                "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)",
-            )?;
+            run_controller(client, store, cmd.controller, shutdown).await?;
         }
         Command::Crd => unreachable!("answered above"),
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs the controller, as the elected leader unless election is off; a replica that
+/// lost the Lease exits (non-zero), so that it restarts as a follower.
+async fn run_controller(
+    client: kube::Client,
+    store: Arc<dyn RouteStore>,
+    args: ControllerArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use ceryx::controller::{self, leader, reconcile::Context};
+    let install = match &args.install_id {
+        Some(id) => id.clone(),
+        None => {
+            // The kube-system namespace's UID names the cluster (it lives as long as it).
+            let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                kube::Api::all(client.clone());
+            let cluster = namespaces
+                .get("kube-system")
+                .await
+                .context("reading namespace kube-system (the cluster's identity; or set CERYX_INSTALL_ID)")?
+                .metadata
+                .uid
+                .unwrap_or_default();
+            format!("{cluster}/{}/{}", args.lease_namespace, args.lease_name)
+        }
+    };
+    let mut ctx = Context::new(
+        client.clone(),
+        store,
+        args.cluster_domain.clone(),
+        args.ingress_class.clone(),
+        install,
+    );
+    tracing::info!(class = %ctx.class, install = %ctx.install, "controller starting");
+    const CRD_HINT: &str =
+        "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)";
+    if !args.leader_election {
+        return controller::run(ctx, shutdown).await.context(CRD_HINT);
+    }
+    let elector = leader::Elector::new(
+        client,
+        &args.lease_namespace,
+        &args.lease_name,
+        &args.identity(),
+        leader::Timing::new(std::time::Duration::from_secs(args.lease_duration)),
+    );
+    leader::lead(elector, shutdown, |leadership, stop| {
+        ctx.leadership = leadership;
+        controller::run(ctx, stop)
+    })
+    .await?
+    .context(CRD_HINT)
 }
 
 /// Installs the metrics recorder (with StatsD if configured), then opens the store.

@@ -10,13 +10,13 @@ use ceryx::proxy::tls::Certificates;
 use ceryx::proxy::{self, Proxy};
 use ceryx::route::{Route, Settings};
 use ceryx::store::{CertificatePem, MemoryStore, RouteStore, Writer};
+use common::tls::*;
 use common::*;
 use http::{Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
 use rustls::HandshakeKind;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,48 +78,6 @@ impl Drop for Https {
     }
 }
 
-/// A TLS connection to `addr` naming `sni` (none for `None`), offering `alpn`.
-async fn connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
-    let config = client_config(alpn);
-    let name = match sni {
-        Some(name) => ServerName::try_from(name.to_owned()).unwrap(),
-        // rustls sends no SNI for an address.
-        None => ServerName::IpAddress(addr.ip().into()),
-    };
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
-
-/// A client that accepts any certificate (tests look at it instead) and offers `alpn`.
-fn client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config
-}
-
-fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-}
-
-/// A fresh certificate for `names`: its PEM pair and its DER.
-fn issue(names: &[&str]) -> (CertificatePem, CertificateDer<'static>) {
-    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let made = rcgen::generate_simple_self_signed(names).unwrap();
-    let pem = CertificatePem {
-        certificate: made.cert.pem(),
-        key: made.signing_key.serialize_pem(),
-    };
-    (pem, made.cert.der().clone())
-}
-
 /// A scratch directory for certificate files, removed when dropped.
 struct Dir(PathBuf);
 
@@ -168,40 +126,6 @@ async fn put_with_files(
         .put(&Route::new(source, target, settings).unwrap())
         .await
         .unwrap();
-}
-
-/// Sends `GET /` for `host` over an established TLS connection.
-async fn get_over(
-    stream: TlsStream<TcpStream>,
-    host: &str,
-) -> (StatusCode, Version, serde_json::Value) {
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = TokioIo::new(stream);
-    let request = |version| {
-        Request::get(format!("https://{host}/"))
-            .version(version)
-            .header("host", host)
-            .body(Empty::<Bytes>::new())
-            .unwrap()
-    };
-    let response = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        send.send_request(request(Version::HTTP_2)).await.unwrap()
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        send.send_request(request(Version::HTTP_11)).await.unwrap()
-    };
-    let (status, version) = (response.status(), response.version());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        version,
-        serde_json::from_slice(&body).unwrap_or_default(),
-    )
 }
 
 #[tokio::test]
@@ -460,46 +384,6 @@ async fn only_the_owner_may_store_a_certificate_and_removing_the_route_removes_i
 }
 
 /// Tests look at the certificate served; they do not trust it.
-#[derive(Debug)]
-struct AnyCertificate;
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        certificate::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[tokio::test]
 async fn the_binary_serves_https_with_a_self_signed_default_and_refuses_a_broken_one() {
     let upstream = Upstream::start("bin").await;

@@ -1,13 +1,16 @@
 //! `CeryxRoute` (`ceryx.dev/v1alpha1`): one public host name routed to a URL or to a
 //! Service in the resource's namespace. The CRD is generated from these types
 //! (`ceryx crd`), with its validation in the schema so that `kubectl apply` rejects a bad
-//! resource before the controller sees it.
+//! resource before the controller sees it. Every string is bounded (an enum or a
+//! date-time is bounded by its shape) so that the apiserver can bound the cost of the
+//! CEL rules.
 
 use crate::route::Mode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
-use schemars::JsonSchema;
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 /// A host name, a `*.suffix` pattern or `$wildcard`, lower case (as Kubernetes names are).
 const SOURCE_PATTERN: &str = r"^(\$wildcard|(\*\.)?([a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?)$";
@@ -18,10 +21,14 @@ const URL_PATTERN: &str = r"^https?://[^/\s@]+(/\S*)?$";
 /// A Service name (DNS-1035 label).
 const SERVICE_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
+/// A Secret or IngressClass name (DNS-1123 subdomain).
+const SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// Routes one public host name to a target.
 // Each printcolumn repeats `type_`, which clippy takes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ceryx.dev",
     version = "v1alpha1",
@@ -29,13 +36,19 @@ const SERVICE_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
     doc = "A public host name routed by Ceryx to a URL or a Service.",
     namespaced,
     shortname = "cxr",
+    category = "ceryx",
     status = "CeryxRouteStatus",
-    printcolumn(name = "Source", type_ = "string", json_path = ".spec.source"),
+    printcolumn(name = "Host", type_ = "string", json_path = ".spec.source"),
     printcolumn(name = "Target", type_ = "string", json_path = ".status.target"),
     printcolumn(
-        name = "Ready",
+        name = "Programmed",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Programmed\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -43,6 +56,11 @@ const SERVICE_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+// `settings` and `mode` have defaults, but the rule must not fail where they were not
+// applied (a client-side CEL check).
+#[x_kube(validation = Rule::new(
+    "!has(self.settings) || !has(self.settings.mode) || self.settings.mode != 'redirect' || has(self.target.url)"
+).message("mode: redirect needs target.url"))]
 #[serde(rename_all = "camelCase")]
 pub struct CeryxRouteSpec {
     /// Public host name: `app.example.com`, `*.example.com` or `$wildcard` (Ceryx's
@@ -57,16 +75,20 @@ pub struct CeryxRouteSpec {
     /// The class of controller that takes this resource; unset means the default
     /// class (`ceryx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = SUBDOMAIN_PATTERN))]
     pub ingress_class_name: Option<String>,
 }
 
 /// Exactly one of a URL or a Service.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[schemars(extend("oneOf" = [{"required": ["url"]}, {"required": ["service"]}]))]
+// A CEL rule, not a oneOf: the apiserver reports a oneOf as "spec.target.url: Required
+// value" and then skips the CEL rules, so the readable message would be lost.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.service)")
+    .message("spec.target needs exactly one of url or service"))]
 pub struct RouteTarget {
     /// An http(s) URL; its path is a prefix of every request's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = URL_PATTERN))]
+    #[schemars(length(max = 2048), regex(pattern = URL_PATTERN))]
     pub url: Option<String>,
     /// A Service in the resource's namespace, reached over plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,8 +102,9 @@ pub struct ServiceTarget {
     #[schemars(length(max = 63), regex(pattern = SERVICE_PATTERN))]
     pub name: String,
     /// The Service port number.
+    // `i32` as in core/v1 (its schema format is `int32`; the apiserver warns on `uint16`).
     #[schemars(range(min = 1, max = 65535))]
-    pub port: u16,
+    pub port: i32,
 }
 
 /// Ceryx's per-route settings.
@@ -104,7 +127,7 @@ pub struct RouteSettings {
 #[serde(rename_all = "camelCase")]
 pub struct RouteTls {
     /// A `kubernetes.io/tls` Secret in the resource's namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(max = 253), regex(pattern = SUBDOMAIN_PATTERN))]
     pub secret_name: String,
 }
 
@@ -115,11 +138,55 @@ pub struct CeryxRouteStatus {
     /// The generation these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The host the route was programmed for (normalised); after an edit of
+    /// `spec.source` it tells the controller which host to give up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub source: Option<String>,
     /// The target URL the route was programmed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub target: Option<String>,
-    /// `Accepted` (the resource is valid and owns its host) and `Programmed` (the
-    /// route is in the store, served by every proxy).
+    /// `Accepted` (the resource is valid and owns its host), `ResolvedRefs` (its Service
+    /// and Secret were found) and `Programmed` (the route is in the store, served by
+    /// every proxy).
     #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// `Vec<Condition>` with the bounds upstream `metav1.Condition` declares, which
+/// k8s-openapi's schema lacks, keyed by `type` so that server-side apply merges each
+/// condition on its own.
+fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = Vec::<Condition>::json_schema(generator);
+    let bounds = json!({
+        "type": {
+            "maxLength": 316,
+            "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        },
+        "status": {"enum": ["True", "False", "Unknown"]},
+        "observedGeneration": {"minimum": 0},
+        "reason": {
+            "minLength": 1,
+            "maxLength": 1024,
+            "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        },
+        "message": {"maxLength": 32768},
+    });
+    if let (Some(Value::Object(properties)), Value::Object(bounds)) =
+        (schema.pointer_mut("/items/properties"), bounds)
+    {
+        for (name, bound) in bounds {
+            if let (Some(Value::Object(property)), Value::Object(bound)) =
+                (properties.get_mut(&name), bound)
+            {
+                property.extend(bound);
+            }
+        }
+    }
+    schema.insert("maxItems".into(), 8.into());
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), json!(["type"]));
+    schema
 }

@@ -6,13 +6,15 @@ pub mod reconcile;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 
+use crate::route::normalize_source;
 use crate::store::Change;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use reconcile::{Context, error_policy, reconcile};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,26 +25,60 @@ const GC_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Runs the controller until `shutdown`: every `CeryxRoute` of its class reconciled into
 /// the store, all of them again whenever the store may have lost changes (it came back
-/// from an outage), and orphaned routes collected at start and periodically.
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), reconcile::Error> {
+/// from an outage), the losers of a host conflict again as soon as the host changes
+/// hands, and orphaned routes collected at start and periodically.
+pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), reconcile::Error> {
     let api: Api<CeryxRoute> = Api::all(ctx.client.clone());
     // Fails fast, with the API's own message, when the CRD is not installed.
     api.list(&ListParams::default().limit(1)).await?;
 
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let routes = controller.store();
+    // Services and Secrets are watched as metadata only: enough to know they exist and
+    // changed, and no private key crosses a watch.
+    let (services, services_writer) = reflector::store();
+    let services_stream = watcher(
+        Api::<PartialObjectMeta<Service>>::all(ctx.client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(services_writer)
+    .touched_objects();
+    let (secrets, secrets_writer) = reflector::store();
+    let secrets_stream = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(secrets_writer)
+    .touched_objects();
+    ctx.services = services.clone();
+    ctx.secrets = secrets.clone();
+
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
-    ctx.store.watch(Arc::new(move |change| {
-        if *change == Change::Resync {
-            let _ = resync_tx.send(());
-        }
+    let (contested_tx, contested_rx) = tokio::sync::mpsc::unbounded_channel();
+    ctx.store.watch(Arc::new(move |change| match change {
+        Change::Resync => drop(resync_tx.send(())),
+        Change::Route { source, .. } => drop(contested_tx.send(source.clone())),
     }));
+    let contested = {
+        let routes = routes.clone();
+        futures_util::stream::unfold(contested_rx, |mut rx| async move {
+            rx.recv().await.map(|source| (source, rx))
+        })
+        .flat_map(move |source| futures_util::stream::iter(waiting_for(&routes, &source)))
+    };
+
     let ctx = Arc::new(ctx);
     let gc = tokio::spawn({
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
             loop {
-                match reconcile::collect_garbage(&ctx).await {
-                    Ok(removed) => tracing::debug!(removed, "garbage collection done"),
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                if ctx.leadership.may_write() {
+                    match reconcile::collect_garbage(&ctx).await {
+                        Ok(removed) => tracing::debug!(removed, "garbage collection done"),
+                        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(GC_INTERVAL) => {}
@@ -51,24 +87,20 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), reconc
             }
         }
     });
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
-    // A changed TLS Secret reconciles the resources that name it.
-    let routes = controller.store();
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
-    let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
+    let by_service = routes.clone();
+    let by_secret = routes.clone();
     controller
-        .watches(secrets, tls_only, move |secret| {
-            let (namespace, name) = (secret.namespace(), secret.name_any());
-            routes
-                .state()
-                .into_iter()
-                .filter(|route| {
-                    route.namespace() == namespace
-                        && route.spec.settings.tls.as_ref().map(|t| &t.secret_name) == Some(&name)
-                })
-                .map(|route| ObjectRef::from_obj(&*route))
-                .collect::<Vec<_>>()
+        .watches_stream(services_stream, move |service| {
+            naming(&by_service, &service, |route, name| {
+                route.spec.target.service.as_ref().map(|s| &s.name) == Some(name)
+            })
         })
+        .watches_stream(secrets_stream, move |secret| {
+            naming(&by_secret, &secret, |route, name| {
+                route.spec.settings.tls.as_ref().map(|t| &t.secret_name) == Some(name)
+            })
+        })
+        .reconcile_on(contested)
         .reconcile_all_on(futures_util::stream::unfold(
             resync_rx,
             |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
@@ -82,7 +114,36 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> Result<(), reconc
         })
         .await;
     gc.abort();
+    let _ = (services, secrets);
     Ok(())
+}
+
+/// The resources in the namespace of `object` that name it (by `names`).
+fn naming<K: kube::Resource>(
+    routes: &Store<CeryxRoute>,
+    object: &K,
+    names: impl Fn(&CeryxRoute, &String) -> bool,
+) -> Vec<ObjectRef<CeryxRoute>> {
+    let (namespace, name) = (object.meta().namespace.clone(), object.meta().name.clone());
+    let Some(name) = name else { return Vec::new() };
+    routes
+        .state()
+        .into_iter()
+        .filter(|route| route.namespace() == namespace && names(route, &name))
+        .map(|route| ObjectRef::from_obj(&*route))
+        .collect()
+}
+
+/// The resources claiming `source` that do not hold it (they lost a conflict, or wait
+/// for a REST API route): a change of the host may let one of them take it.
+fn waiting_for(routes: &Store<CeryxRoute>, source: &str) -> Vec<ObjectRef<CeryxRoute>> {
+    routes
+        .state()
+        .into_iter()
+        .filter(|route| normalize_source(&route.spec.source).is_ok_and(|s| s == source))
+        .filter(|route| !reconcile::holds_host(route))
+        .map(|route| ObjectRef::from_obj(&*route))
+        .collect()
 }
 
 /// The CRD as YAML, exactly as `crds/ceryxroute.yaml` holds it.

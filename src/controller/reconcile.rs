@@ -3,21 +3,36 @@
 //! but only while the resource still owns it.
 
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+use super::leader::Leadership;
 use crate::certificate;
-use crate::route::{Route, Settings};
+use crate::route::{Route, Settings, normalize_source};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Finalizer that keeps a resource until its route is out of the store.
+/// Finalizer that keeps a resource of the default class until its route is out of
+/// the store; other classes have their own ([`finalizer_of`]), so that installs of
+/// different classes in one cluster never take each other's.
 pub const FINALIZER: &str = "ceryx.dev/route-cleanup";
+
+/// The finalizer of the controller of `class`.
+pub fn finalizer_of(class: &str) -> String {
+    if class == "ceryx" {
+        FINALIZER.to_owned()
+    } else {
+        format!("{class}.ceryx.dev/route-cleanup")
+    }
+}
 
 /// Annotation (`"true"`) that lets a resource take over a host created through the
 /// REST API (or written into Redis directly).
@@ -25,6 +40,17 @@ pub const TAKE_OVER: &str = "ceryx.dev/take-over";
 
 /// Field manager of the status the controller writes (server-side apply).
 pub const MANAGER: &str = "ceryx-controller";
+
+/// How long a resource that was programmed waits before it is checked again (routes
+/// written or deleted in Redis by other tools are put back).
+const RECHECK: Duration = Duration::from_secs(300);
+
+/// First and longest wait before a failed reconcile is tried again (doubling between).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// A Secret's resourceVersion and what it held, as last read.
+type ReadCertificate = (String, Result<CertificatePem, String>);
 
 /// What the reconciler needs.
 pub struct Context {
@@ -36,25 +62,48 @@ pub struct Context {
     pub cluster_domain: String,
     /// The class this controller takes (`CERYX_INGRESS_CLASS`, `ceryx`).
     pub class: String,
+    /// The install recorded with every owner this controller writes.
+    pub install: String,
+    /// This class's finalizer.
+    finalizer: String,
     /// Publishes Kubernetes Events on the resources.
     pub recorder: Recorder,
+    /// Whether this replica leads (checked before every write).
+    pub leadership: Leadership,
+    /// Services' metadata, kept by the controller's watch.
+    pub services: Store<PartialObjectMeta<Service>>,
+    /// Secrets' metadata, kept by the controller's watch.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Each Secret's certificate as last read, by `<namespace>/<name>` and
+    /// resourceVersion: a Secret is read again only when it changed.
+    certificates: Mutex<HashMap<String, ReadCertificate>>,
+    /// Consecutive failures per resource, for the retry back-off.
+    failures: Mutex<HashMap<ObjectRef<CeryxRoute>, u32>>,
 }
 
 impl Context {
-    /// A context whose events are reported as `ceryx-controller`.
+    /// A context whose events are reported as `ceryx-controller`, writing as `install`.
     pub fn new(
         client: kube::Client,
         store: Arc<dyn RouteStore>,
         cluster_domain: String,
         class: String,
+        install: String,
     ) -> Context {
         let recorder = Recorder::new(client.clone(), MANAGER.into());
         Context {
             client,
             store,
             cluster_domain,
+            finalizer: finalizer_of(&class),
             class,
+            install,
             recorder,
+            leadership: Leadership::always(),
+            services: reflector::store().0,
+            secrets: reflector::store().0,
+            certificates: Mutex::default(),
+            failures: Mutex::default(),
         }
     }
 }
@@ -74,45 +123,123 @@ pub enum Error {
     /// The resource has no namespace or name (not from the API server).
     #[error("the resource has no namespace or name")]
     Unnamed,
+    /// This replica does not lead (any more): it must not write.
+    #[error("not the leader")]
+    NotLeader,
 }
 
 /// Reconciles one resource (counted and timed in the controller's metrics).
 pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leadership.may_write() {
+        return Err(Error::NotLeader);
+    }
+    // Until the watches have listed once, a Service or Secret would look missing.
+    let _ = ctx.services.wait_until_ready().await;
+    let _ = ctx.secrets.wait_until_ready().await;
     let started = std::time::Instant::now();
-    let result = reconcile_once(obj, ctx).await;
+    let key = ObjectRef::from_obj(&*obj);
+    let result = reconcile_once(obj, &ctx).await;
     crate::telemetry::reconcile(result.is_ok(), started.elapsed());
+    if result.is_ok() {
+        lock(&ctx.failures).remove(&key);
+    }
     result
 }
 
-async fn reconcile_once(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_once(obj: Arc<CeryxRoute>, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().ok_or(Error::Unnamed)?;
     let api: Api<CeryxRoute> = Api::namespaced(ctx.client.clone(), &namespace);
     if obj.spec.ingress_class_name.as_deref().unwrap_or("ceryx") != ctx.class {
-        return release(&api, &obj, &ctx).await;
+        return release(&api, &obj, ctx).await;
     }
-    finalizer(&api, FINALIZER, obj, |event| async {
+    finalizer(&api, &ctx.finalizer, obj, |event| async {
         match event {
-            Event::Apply(obj) => apply(&api, &obj, &ctx).await,
-            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+            Event::Apply(obj) => apply(&api, &obj, ctx).await,
+            Event::Cleanup(obj) => cleanup(&obj, ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// How long after a failure a resource is tried again.
-pub fn error_policy(_obj: Arc<CeryxRoute>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+/// How long after a failure a resource is tried again: doubling per consecutive
+/// failure of that resource, from 1 s up to 5 min, so an outage of the store costs the
+/// API server a few requests per resource, not one every few seconds.
+pub fn error_policy(obj: Arc<CeryxRoute>, error: &Error, ctx: Arc<Context>) -> Action {
+    if matches!(error, Error::NotLeader) {
+        return Action::await_change();
+    }
+    let failures = {
+        let mut failures = lock(&ctx.failures);
+        let n = failures.entry(ObjectRef::from_obj(&*obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(RETRY_MAX);
+    tracing::warn!(%error, resource = %ObjectRef::from_obj(&*obj), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
-/// `<namespace>/<name>`, the owner recorded in the store.
-pub fn owner_of(obj: &CeryxRoute) -> Result<String, Error> {
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `<namespace>/<name>@<install>`, the owner recorded in the store.
+pub fn owner_of(obj: &CeryxRoute, install: &str) -> Result<String, Error> {
+    Ok(format!("{}@{install}", resource_name(obj)?))
+}
+
+/// `<namespace>/<name>`.
+fn resource_name(obj: &CeryxRoute) -> Result<String, Error> {
     Ok(format!(
         "{}/{}",
         obj.namespace().ok_or(Error::Unnamed)?,
         obj.meta().name.as_deref().ok_or(Error::Unnamed)?
     ))
+}
+
+/// An owner as recorded in the store: the resource and, except for owners written
+/// before installs were recorded, the install that wrote it.
+struct Holder<'a> {
+    resource: &'a str,
+    install: Option<&'a str>,
+}
+
+impl<'a> Holder<'a> {
+    fn parse(owner: &'a str) -> Holder<'a> {
+        match owner.split_once('@') {
+            Some((resource, install)) => Holder {
+                resource,
+                install: Some(install),
+            },
+            None => Holder {
+                resource: owner,
+                install: None,
+            },
+        }
+    }
+
+    /// Whether this owner is a resource of `install` (or of no recorded install), that
+    /// is, one this controller can look up.
+    fn local_to(&self, install: &str) -> bool {
+        self.install.is_none_or(|i| i == install)
+    }
+}
+
+/// Whether the resource's status says it holds its host (it is not waiting for a
+/// conflict to end or for a store to answer).
+pub fn holds_host(obj: &CeryxRoute) -> bool {
+    condition(obj, "Accepted").is_some_and(|c| c.status == "True")
+}
+
+fn condition<'a>(obj: &'a CeryxRoute, type_: &str) -> Option<&'a Condition> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// The target URL a spec points at; a Service becomes its cluster DNS name.
@@ -127,8 +254,18 @@ pub fn target_url(spec: &CeryxRouteSpec, namespace: &str, cluster_domain: &str) 
     }
 }
 
+/// The status a reconcile arrives at.
+struct Outcome {
+    accepted: Verdict,
+    resolved: Verdict,
+    programmed: Verdict,
+    /// The host and target programmed (or kept, while the store is away).
+    source: Option<String>,
+    target: Option<String>,
+}
+
 async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
-    let owner = owner_of(obj)?;
+    let owner = owner_of(obj, &ctx.install)?;
     let namespace = obj.namespace().ok_or(Error::Unnamed)?;
     let spec = &obj.spec;
     let settings = Settings {
@@ -136,122 +273,196 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         mode: spec.settings.mode,
         ..Settings::default()
     };
-    let target = target_url(spec, &namespace, &ctx.cluster_domain);
-    let route = target
-        .as_deref()
-        .and_then(|t| Route::new(&spec.source, t, settings).ok());
-    let Some(route) = route else {
-        let invalid = || {
-            Verdict::no(
-                "InvalidSpec",
-                "spec.target needs exactly one of url or service, and spec.source a host name"
-                    .into(),
-            )
-        };
-        patch_status(api, obj, None, invalid(), invalid()).await?;
-        return Ok(Action::await_change());
+    let route = target_url(spec, &namespace, &ctx.cluster_domain)
+        .ok_or_else(|| "spec.target: needs exactly one of url or service".to_owned())
+        .and_then(|t| {
+            Route::new(&spec.source, &t, settings).map_err(|e| format!("spec.{}: {e}", e.field()))
+        });
+    let route = match route {
+        Ok(route) => route,
+        Err(message) => {
+            let invalid = || Verdict::no("InvalidSpec", message.clone());
+            let outcome = Outcome {
+                accepted: invalid(),
+                resolved: invalid(),
+                programmed: invalid(),
+                source: None,
+                target: None,
+            };
+            publish(api, obj, outcome, ctx).await?;
+            return Ok(Action::await_change());
+        }
     };
-    let take_unowned = obj
-        .annotations()
-        .get(TAKE_OVER)
-        .is_some_and(|v| v == "true");
-    let mut written = ctx
-        .store
-        .write(
-            &route,
-            Writer::Resource {
-                owner: &owner,
-                take_unowned,
-            },
-        )
-        .await;
-    // The older resource keeps a contested host: take it from a newer holder, or from
-    // one that no longer exists.
-    if let Err(StoreError::Owned(holder)) = &written {
-        let holder = holder.clone();
-        if let Some(loser) = yields_to(obj, &holder, &ctx.client).await? {
-            written = ctx
-                .store
-                .write(
-                    &route,
-                    Writer::TakeOver {
-                        owner: &owner,
-                        from: &holder,
-                    },
-                )
-                .await;
-            if let (Ok(()), Some(loser)) = (&written, loser) {
-                let message = format!(
-                    "Host {} is owned by CeryxRoute {owner}, which is older",
-                    route.source
-                );
-                let loser_api = Api::namespaced(
-                    ctx.client.clone(),
-                    &loser.namespace().ok_or(Error::Unnamed)?,
-                );
-                let target = loser.status.as_ref().and_then(|s| s.target.clone());
-                let lost = || Verdict::no("HostConflict", message.clone());
-                patch_status(&loser_api, &loser, target.as_deref(), lost(), lost()).await?;
+    // The host this resource held before an edit of spec.source is given up.
+    let previous = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.source.as_deref())
+        .filter(|s| *s != route.source);
+
+    if let Some(service) = &spec.target.service {
+        let found = ctx
+            .services
+            .get(&ObjectRef::new(&service.name).within(&namespace))
+            .is_some();
+        if !found {
+            // Nothing is routed to a name that does not resolve: the host answers 503.
+            remove_owned(ctx, &route.source, &owner).await?;
+            if let Some(previous) = previous {
+                remove_owned(ctx, previous, &owner).await?;
             }
+            let message = format!("Service {namespace}/{} not found", service.name);
+            let outcome = Outcome {
+                accepted: Verdict::yes("Accepted", "The resource is valid".into()),
+                resolved: Verdict::no("BackendNotFound", message.clone()),
+                programmed: Verdict::no("BackendNotFound", message),
+                source: None,
+                target: None,
+            };
+            publish(api, obj, outcome, ctx).await?;
+            return Ok(Action::await_change());
         }
     }
-    let owns = || Verdict::yes("Accepted", format!("Owns host {}", route.source));
-    let conflict = |message: String| {
-        (
-            Verdict::no("HostConflict", message.clone()),
-            Verdict::no("HostConflict", message),
-        )
+
+    let written = write(obj, &route, &owner, ctx).await?;
+    let conflict = |message: String| Outcome {
+        accepted: Verdict::no("HostConflict", message.clone()),
+        resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+        programmed: Verdict::no("HostConflict", message),
+        source: None,
+        target: None,
     };
-    let (accepted, programmed) = match &written {
-        Ok(()) => (
-            owns(),
+    let outcome = match &written {
+        Ok(()) => {
+            if let Some(previous) = previous {
+                remove_owned(ctx, previous, &owner).await?;
+            }
+            let owns = Verdict::yes("Accepted", format!("Owns host {}", route.source));
             match sync_certificate(obj, &route.source, &owner, ctx).await? {
-                Ok(tls) => Verdict::yes(
-                    "Programmed",
-                    format!(
-                        "Served by every proxy: {} -> {}{tls}",
-                        route.source, route.target
+                Ok(tls) => Outcome {
+                    accepted: owns,
+                    resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+                    programmed: Verdict::yes(
+                        "Programmed",
+                        format!(
+                            "Served by every proxy: {} -> {}{tls}",
+                            route.source, route.target
+                        ),
                     ),
-                ),
-                Err(why) => Verdict::no("InvalidCertificate", why),
-            },
-        ),
+                    source: Some(route.source.clone()),
+                    target: Some(route.target.clone()),
+                },
+                Err(why) => Outcome {
+                    accepted: owns,
+                    resolved: Verdict::no("InvalidCertificate", why.clone()),
+                    programmed: Verdict::no("InvalidCertificate", why),
+                    source: Some(route.source.clone()),
+                    target: Some(route.target.clone()),
+                },
+            }
+        }
         Err(StoreError::Owned(other)) => conflict(format!(
-            "Host {} is owned by CeryxRoute {other}",
-            route.source
+            "Host {} is owned by CeryxRoute {}",
+            route.source,
+            Holder::parse(other).resource
         )),
         Err(StoreError::Unowned) => conflict(format!(
             "Host {} was created through the REST API; annotate {TAKE_OVER}=\"true\" to take it over",
             route.source
         )),
-        Err(e) => (
-            owns(),
-            Verdict::no("StoreUnavailable", format!("The route store failed: {e}")),
-        ),
-    };
-    let event = changed(obj, &programmed).then(|| KubeEvent {
-        type_: if programmed.status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        },
-        reason: programmed.reason.into(),
-        note: Some(programmed.message.clone()),
-        action: "Reconcile".into(),
-        secondary: None,
-    });
-    patch_status(api, obj, Some(&route.target), accepted, programmed).await?;
-    if let Some(event) = event
-        && let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await
-    {
-        tracing::warn!(error = %e, "could not publish an event");
-    }
-    match written {
-        Ok(()) | Err(StoreError::Owned(_) | StoreError::Unowned) => {
-            Ok(Action::requeue(Duration::from_secs(300)))
+        Err(_) => {
+            let why = "The route store did not answer; retrying".to_owned();
+            let status = obj.status.as_ref();
+            Outcome {
+                accepted: Verdict::unknown("StoreUnavailable", why.clone()),
+                resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+                programmed: Verdict::no("StoreUnavailable", why),
+                // What the proxies serve meanwhile is what was programmed before.
+                source: status.and_then(|s| s.source.clone()),
+                target: status.and_then(|s| s.target.clone()),
+            }
         }
+    };
+    publish(api, obj, outcome, ctx).await?;
+    match written {
+        Ok(()) => Ok(Action::requeue(RECHECK)),
+        // A change of the host's holder (a store notice) reconciles this one again.
+        Err(StoreError::Owned(_) | StoreError::Unowned) => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes the route as `owner`; the older resource keeps a contested host: it takes
+/// it from a newer holder, or from one that no longer exists. The outer `Err` is a
+/// failure to ask the API server, the inner one the store's answer.
+async fn write(
+    obj: &CeryxRoute,
+    route: &Route,
+    owner: &str,
+    ctx: &Context,
+) -> Result<Result<(), StoreError>, Error> {
+    if !ctx.leadership.may_write() {
+        return Err(Error::NotLeader);
+    }
+    let take_unowned = obj
+        .annotations()
+        .get(TAKE_OVER)
+        .is_some_and(|v| v == "true");
+    let by = Writer::Resource {
+        owner,
+        take_unowned,
+    };
+    let written = ctx.store.write(route, by).await;
+    if written.is_ok() {
+        tracing::debug!(source = %route.source, %owner, "route written");
+    }
+    let Err(StoreError::Owned(holder)) = &written else {
+        return Ok(written);
+    };
+    let holder = holder.clone();
+    let Some(loser) = yields_to(obj, &holder, ctx).await? else {
+        return Ok(written);
+    };
+    let by = Writer::TakeOver {
+        owner,
+        from: &holder,
+    };
+    let written = ctx.store.write(route, by).await;
+    if let (Ok(()), Some(loser)) = (&written, loser) {
+        // The newer resource learns at once that it lost, and why.
+        let message = format!(
+            "Host {} is owned by CeryxRoute {}, which is older",
+            route.source,
+            resource_name(obj)?
+        );
+        let lost = || Verdict::no("HostConflict", message.clone());
+        let loser_api = Api::namespaced(
+            ctx.client.clone(),
+            &loser.namespace().ok_or(Error::Unnamed)?,
+        );
+        let outcome = Outcome {
+            accepted: lost(),
+            resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+            programmed: lost(),
+            source: None,
+            target: None,
+        };
+        publish(&loser_api, &loser, outcome, ctx).await?;
+    }
+    Ok(written)
+}
+
+/// Removes `source` if `owner` holds it (a route of anyone else is left alone).
+async fn remove_owned(ctx: &Context, source: &str, owner: &str) -> Result<(), Error> {
+    if !ctx.leadership.may_write() {
+        return Err(Error::NotLeader);
+    }
+    let by = Writer::Resource {
+        owner,
+        take_unowned: false,
+    };
+    ctx.store.remove(source, by).await?;
+    Ok(())
 }
 
 /// Brings the certificate stored for `source` in line with `spec.settings.tls`: the
@@ -270,10 +481,9 @@ async fn sync_certificate(
         Some(tls) => {
             let namespace = obj.namespace().ok_or(Error::Unnamed)?;
             let name = &tls.secret_name;
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let found = secrets.get_opt(name).await?;
             (
-                certificate_of(found.as_ref())
+                secret_certificate(ctx, &namespace, name)
+                    .await?
                     .map(Some)
                     .map_err(|why| format!("Secret {namespace}/{name}: {why}")),
                 format!(" (TLS from Secret {name})"),
@@ -283,11 +493,43 @@ async fn sync_certificate(
     let stored = ctx.store.certificates(&[source]).await?.pop().flatten();
     let keep = wanted.as_ref().ok().cloned().flatten();
     if stored != keep {
+        if !ctx.leadership.may_write() {
+            return Err(Error::NotLeader);
+        }
         ctx.store
             .set_certificate(source, keep.as_ref(), owner)
             .await?;
     }
     Ok(wanted.map(|_| note))
+}
+
+/// The certificate of Secret `namespace/name`, read from the API server only when the
+/// watch saw a version not read yet.
+async fn secret_certificate(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<CertificatePem, String>, Error> {
+    let key = format!("{namespace}/{name}");
+    let Some(meta) = ctx.secrets.get(&ObjectRef::new(name).within(namespace)) else {
+        lock(&ctx.certificates).remove(&key);
+        return Ok(Err("not found".into()));
+    };
+    let version = meta.resource_version().unwrap_or_default();
+    if let Some((read, certificate)) = lock(&ctx.certificates).get(&key)
+        && *read == version
+    {
+        return Ok(certificate.clone());
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get_opt(name).await?;
+    let certificate = certificate_of(secret.as_ref());
+    let read = secret
+        .as_ref()
+        .and_then(|s| s.resource_version())
+        .unwrap_or_default();
+    lock(&ctx.certificates).insert(key, (read, certificate.clone()));
+    Ok(certificate)
 }
 
 /// The certificate and key of a `kubernetes.io/tls` Secret, checked as the proxies
@@ -314,44 +556,43 @@ fn certificate_of(secret: Option<&Secret>) -> Result<CertificatePem, String> {
     Ok(pem)
 }
 
-/// Whether `Programmed` would change status or reason (worth an Event).
-fn changed(obj: &CeryxRoute, programmed: &Verdict) -> bool {
-    let previous = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Programmed"));
-    previous.is_none_or(|c| c.status != programmed.status || c.reason != programmed.reason)
-}
-
-/// Whether `obj` may take its host from `holder` (`<namespace>/<name>`): `Some` with the
-/// holder when it is newer, `Some(None)` when it no longer exists, `None` when it is older.
+/// Whether `obj` may take its host from `holder`: `Some` with the holder when it is
+/// newer, `Some(None)` when it no longer exists (or is this very resource, recorded
+/// before installs were), `None` when it is older or another install's.
 async fn yields_to(
     obj: &CeryxRoute,
     holder: &str,
-    client: &kube::Client,
+    ctx: &Context,
 ) -> Result<Option<Option<CeryxRoute>>, Error> {
-    let Some((namespace, name)) = holder.split_once('/') else {
+    let holder = Holder::parse(holder);
+    if !holder.local_to(&ctx.install) {
+        return Ok(None);
+    }
+    let Some((namespace, name)) = holder.resource.split_once('/') else {
         return Ok(Some(None));
     };
-    let api: Api<CeryxRoute> = Api::namespaced(client.clone(), namespace);
+    if holder.resource == resource_name(obj)? {
+        return Ok(Some(None));
+    }
+    let api: Api<CeryxRoute> = Api::namespaced(ctx.client.clone(), namespace);
     let Some(other) = api.get_opt(name).await? else {
         return Ok(Some(None));
     };
-    let age = |o: &CeryxRoute| (o.meta().creation_timestamp.clone(), owner_of(o).ok());
+    let age = |o: &CeryxRoute| (o.meta().creation_timestamp.clone(), resource_name(o).ok());
     Ok((age(obj) < age(&other)).then_some(Some(other)))
 }
 
 /// A resource of another class: if it was ours (it carries our finalizer, its class
 /// changed), give its host and its finalizer back; otherwise leave it alone.
 async fn release(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
-    if !obj.finalizers().iter().any(|f| f == FINALIZER) {
+    if !obj.finalizers().contains(&ctx.finalizer) {
         return Ok(Action::await_change());
     }
     cleanup(obj, ctx).await?;
     let remaining: Vec<&String> = obj
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| **f != ctx.finalizer)
         .collect();
     // resourceVersion makes the merge patch fail instead of dropping a finalizer that
     // someone added meanwhile (the next reconcile tries again).
@@ -365,22 +606,20 @@ async fn release(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Resu
     Ok(Action::await_change())
 }
 
+/// Removes what the resource wrote: the host of its spec and the one its status says it
+/// programmed (they differ right after an edit of `spec.source`).
 async fn cleanup(obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
-    let owner = owner_of(obj)?;
-    let Ok(source) = crate::route::normalize_source(&obj.spec.source) else {
-        return Ok(Action::await_change());
-    };
-    // Only the owner's delete removes anything: a host another resource or the REST
-    // API holds is left alone.
-    ctx.store
-        .remove(
-            &source,
-            Writer::Resource {
-                owner: &owner,
-                take_unowned: false,
-            },
-        )
-        .await?;
+    let owner = owner_of(obj, &ctx.install)?;
+    let programmed = obj.status.as_ref().and_then(|s| s.source.clone());
+    let sources = normalize_source(&obj.spec.source)
+        .ok()
+        .into_iter()
+        .chain(programmed);
+    for source in sources {
+        // Only the owner's delete removes anything: a host another resource or the REST
+        // API holds is left alone.
+        remove_owned(ctx, &source, &owner).await?;
+    }
     Ok(Action::await_change())
 }
 
@@ -407,23 +646,45 @@ impl Verdict {
             message,
         }
     }
+
+    fn unknown(reason: &'static str, message: String) -> Verdict {
+        Verdict {
+            status: "Unknown",
+            reason,
+            message,
+        }
+    }
 }
 
-/// Writes `Accepted` and `Programmed` with the generation they describe (server-side
-/// apply), keeping each condition's transition time while its status stays the same.
-async fn patch_status(
+/// Writes the outcome as the resource's status (server-side apply) and publishes an
+/// Event when `Programmed` changes; does nothing when the status would stay the same,
+/// so a resource retried through an outage costs the API server nothing more.
+async fn publish(
     api: &Api<CeryxRoute>,
     obj: &CeryxRoute,
-    target: Option<&str>,
-    accepted: Verdict,
-    programmed: Verdict,
+    outcome: Outcome,
+    ctx: &Context,
 ) -> Result<(), Error> {
+    if !ctx.leadership.may_write() {
+        return Err(Error::NotLeader);
+    }
     let generation = obj.meta().generation;
     let previous = obj
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    let event = programmed_changed(previous, &outcome.programmed).then(|| KubeEvent {
+        type_: if outcome.programmed.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: outcome.programmed.reason.into(),
+        note: Some(outcome.programmed.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
+    });
     let condition = |type_: &str, verdict: Verdict| {
         let unchanged = previous
             .iter()
@@ -441,12 +702,17 @@ async fn patch_status(
     };
     let status = CeryxRouteStatus {
         observed_generation: generation,
-        target: target.map(String::from),
+        source: outcome.source,
+        target: outcome.target,
         conditions: vec![
-            condition("Accepted", accepted),
-            condition("Programmed", programmed),
+            condition("Accepted", outcome.accepted),
+            condition("ResolvedRefs", outcome.resolved),
+            condition("Programmed", outcome.programmed),
         ],
     };
+    if obj.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
     let patch = serde_json::json!({
         "apiVersion": "ceryx.dev/v1alpha1",
         "kind": "CeryxRoute",
@@ -459,34 +725,59 @@ async fn patch_status(
         &Patch::Apply(patch),
     )
     .await?;
+    if let Some(event) = event
+        && let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await
+    {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
     Ok(())
 }
 
-/// Removes routes whose owning resource no longer exists (deleted while no controller
-/// ran, or its finalizer was removed by hand); returns how many.
+/// Whether `Programmed` would change status or reason (worth an Event).
+fn programmed_changed(previous: &[Condition], programmed: &Verdict) -> bool {
+    let previous = previous.iter().find(|c| c.type_ == "Programmed");
+    previous.is_none_or(|c| c.status != programmed.status || c.reason != programmed.reason)
+}
+
+/// Removes the routes of this install that no resource writes any more: the resource
+/// is gone (deleted while no controller ran, or its finalizer removed by hand) or
+/// names another host now. Returns how many.
 pub async fn collect_garbage(ctx: &Context) -> Result<usize, Error> {
     // Owners first, resources second: a resource created in between is in the list, so
     // its fresh route is never taken for an orphan.
     let owned = ctx.store.owners().await?;
     let api: Api<CeryxRoute> = Api::all(ctx.client.clone());
-    let existing: std::collections::HashSet<String> = api
+    let wanted: std::collections::HashSet<(String, String)> = api
         .list(&kube::api::ListParams::default())
         .await?
         .items
         .iter()
-        .filter_map(|obj| owner_of(obj).ok())
+        .filter_map(|obj| {
+            let owner = owner_of(obj, &ctx.install).ok()?;
+            let mut hosts = vec![normalize_source(&obj.spec.source).ok()?];
+            hosts.extend(obj.status.as_ref().and_then(|s| s.source.clone()));
+            Some(hosts.into_iter().map(move |h| (h, owner.clone())))
+        })
+        .flatten()
         .collect();
     let mut removed = 0;
     for (source, owner) in owned {
-        if existing.contains(&owner) {
+        // Another install's routes, and those recorded before installs were, are not
+        // this controller's to judge.
+        if Holder::parse(&owner).install != Some(ctx.install.as_str())
+            || wanted.contains(&(source.clone(), owner.clone()))
+        {
             continue;
+        }
+        if !ctx.leadership.may_write() {
+            return Err(Error::NotLeader);
         }
         let by = Writer::Resource {
             owner: &owner,
             take_unowned: false,
         };
         if ctx.store.remove(&source, by).await? {
-            tracing::info!(%source, %owner, "removed the route of a CeryxRoute that no longer exists");
+            tracing::info!(%source, %owner, "removed a route no CeryxRoute writes any more");
             removed += 1;
         }
     }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod tls;
+
 use bytes::Bytes;
 use ceryx::config::ProxyArgs;
 use ceryx::proxy::{self, Proxy};
