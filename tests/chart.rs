@@ -68,6 +68,14 @@ fn env<'a>(deployment: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {}", deployment["metadata"]["name"]))
 }
 
+fn has_env(deployment: &Value, name: &str) -> bool {
+    container(deployment)["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == name)
+}
+
 fn image() -> String {
     format!("ghcr.io/ceryx-dev/ceryx:{}", env!("CARGO_PKG_VERSION"))
 }
@@ -169,6 +177,15 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
     assert_eq!(container(controller)["image"], image());
     assert_eq!(container(controller)["args"], json!(["controller"]));
     assert_eq!(env(controller, "CERYX_LEADER_ELECTION")["value"], "true");
+    assert_eq!(
+        env(controller, "CERYX_LEASE_NAME")["value"],
+        "t-ceryx-controller",
+        "one Lease per release"
+    );
+    assert!(
+        !has_env(controller, "CERYX_INSTALL_ID"),
+        "the binary's default: the cluster's identity"
+    );
     assert_eq!(env(controller, "CERYX_INGRESS_CLASS")["value"], "ceryx");
     assert_eq!(
         env(controller, "CERYX_LEASE_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"],
@@ -182,6 +199,34 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
         container(controller)["readinessProbe"]["httpGet"]["path"],
         "/readyz"
     );
+}
+
+#[test]
+fn controller_elects_a_leader_per_release_even_with_one_replica() {
+    let objects = render(&["--set", "controller.replicas=1"]);
+    let controller = find(&objects, "Deployment", "t-ceryx-controller");
+    assert_eq!(controller["spec"]["replicas"], 1);
+    assert_eq!(
+        env(controller, "CERYX_LEADER_ELECTION")["value"],
+        "true",
+        "a rolling update runs two pods at once"
+    );
+
+    // Two releases in one namespace: two Leases.
+    let text = helm(&["template", "other", CHART, "--namespace", "ceryx-system"]).unwrap();
+    let other: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let controller = find(&other, "Deployment", "other-ceryx-controller");
+    assert_eq!(
+        env(controller, "CERYX_LEASE_NAME")["value"],
+        "other-ceryx-controller"
+    );
+
+    let objects = render(&["--set", "controller.installId=eu-1/edge"]);
+    let controller = find(&objects, "Deployment", "t-ceryx-controller");
+    assert_eq!(env(controller, "CERYX_INSTALL_ID")["value"], "eu-1/edge");
 }
 
 #[test]
@@ -281,6 +326,7 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
             let name = &deployment["metadata"]["name"];
             let pod = &deployment["spec"]["template"]["spec"];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+            assert_ne!(pod["securityContext"]["runAsUser"], 0, "{name}");
             assert_eq!(
                 pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
                 "{name}"
@@ -291,8 +337,22 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
                     "{name} needs no API token"
                 );
             }
+            if name == "t-ceryx-redis" {
+                assert_eq!(
+                    (
+                        pod["securityContext"]["runAsUser"].clone(),
+                        pod["securityContext"]["runAsGroup"].clone()
+                    ),
+                    (json!(999), json!(1000)),
+                    "the official image's redis user"
+                );
+            }
+            // Pod Security "restricted" for each container on its own
+            // (tests/kube_chart.rs has the API server admit them without a warning).
             for c in pod["containers"].as_array().unwrap() {
                 let sc = &c["securityContext"];
+                assert_eq!(sc["runAsNonRoot"], true, "{name}");
+                assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
                 assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
                 assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{name}");
@@ -307,7 +367,8 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
 
 /// What the controller calls (tests/controller.rs asserts each call): watch and patch
 /// CeryxRoutes (finalizer), apply their status, publish Events, read and watch TLS
-/// Secrets, hold a Lease.
+/// Secrets, watch Service metadata, read the kube-system namespace (the cluster's
+/// identity) and nothing else of namespaces, hold a Lease (read it and replace it).
 #[test]
 fn rbac_grants_exactly_what_the_controller_calls() {
     let objects = render(&[]);
@@ -316,9 +377,11 @@ fn rbac_grants_exactly_what_the_controller_calls() {
         {"apiGroups": ["ceryx.dev"], "resources": ["ceryxroutes/status"], "verbs": ["patch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
     ]);
     let lease_rules = json!([
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
     ]);
     assert_eq!(
         find(&objects, "ClusterRole", "t-ceryx-controller")["rules"],
@@ -373,6 +436,8 @@ fn bad_values_fail_at_install_time_with_the_reason() {
     fails("proxy.service.type=External", "/proxy/service/type");
     fails("redis.url=http://redis:6379", "/redis/url");
     fails("metrics.statsdAddr=statsd", "/metrics/statsdAddr");
+    fails("controller.installId=a@b", "/controller/installId");
+    fails("redis.embedded.runAsUser=0", "/redis/embedded/runAsUser");
     fails(
         "redis.embedded.enabled=false",
         "redis.url is required when redis.embedded.enabled is false",

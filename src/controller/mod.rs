@@ -14,11 +14,15 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, controller, predicates, watcher};
 use reconcile::{Context, error_policy, reconcile};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// Reconciles at once, at most: after an outage every resource is reconciled again,
+/// and this bounds the burst on Redis and the API server.
+const CONCURRENCY: u16 = 32;
 
 /// How often routes of deleted resources are looked for.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
@@ -32,8 +36,21 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     // Fails fast, with the API's own message, when the CRD is not installed.
     api.list(&ListParams::default().limit(1)).await?;
 
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
-    let routes = controller.store();
+    // A resource is reconciled when its spec, annotations or finalizers change, not when
+    // the controller's own status patch comes back through the watch (which would
+    // double the work after every change and every outage).
+    let (routes, routes_writer) = reflector::store();
+    let changes = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(routes_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let controller = Controller::for_stream(changes, routes.clone());
     // Services and Secrets are watched as metadata only: enough to know they exist and
     // changed, and no private key crosses a watch.
     let (services, services_writer) = reflector::store();
@@ -90,6 +107,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     let by_service = routes.clone();
     let by_secret = routes.clone();
     controller
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .watches_stream(services_stream, move |service| {
             naming(&by_service, &service, |route, name| {
                 route.spec.target.service.as_ref().map(|s| &s.name) == Some(name)
@@ -134,14 +152,14 @@ fn naming<K: kube::Resource>(
         .collect()
 }
 
-/// The resources claiming `source` that do not hold it (they lost a conflict, or wait
-/// for a REST API route): a change of the host may let one of them take it.
+/// The resources claiming `source` that lost it (to another resource, or to a REST API
+/// route): a change of the host may let one of them take it.
 fn waiting_for(routes: &Store<CeryxRoute>, source: &str) -> Vec<ObjectRef<CeryxRoute>> {
     routes
         .state()
         .into_iter()
         .filter(|route| normalize_source(&route.spec.source).is_ok_and(|s| s == source))
-        .filter(|route| !reconcile::holds_host(route))
+        .filter(|route| reconcile::lost_host(route))
         .map(|route| ObjectRef::from_obj(&*route))
         .collect()
 }

@@ -49,6 +49,9 @@ const RECHECK: Duration = Duration::from_secs(300);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
+/// Consecutive failures per resource.
+pub(super) type Failures = HashMap<ObjectRef<CeryxRoute>, u32>;
+
 /// A Secret's resourceVersion and what it held, as last read.
 type ReadCertificate = (String, Result<CertificatePem, String>);
 
@@ -78,7 +81,7 @@ pub struct Context {
     /// resourceVersion: a Secret is read again only when it changed.
     certificates: Mutex<HashMap<String, ReadCertificate>>,
     /// Consecutive failures per resource, for the retry back-off.
-    failures: Mutex<HashMap<ObjectRef<CeryxRoute>, u32>>,
+    pub(super) failures: Arc<Mutex<Failures>>,
 }
 
 impl Context {
@@ -103,7 +106,7 @@ impl Context {
             services: reflector::store().0,
             secrets: reflector::store().0,
             certificates: Mutex::default(),
-            failures: Mutex::default(),
+            failures: Arc::default(),
         }
     }
 }
@@ -182,7 +185,7 @@ pub fn error_policy(obj: Arc<CeryxRoute>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -228,10 +231,10 @@ impl<'a> Holder<'a> {
     }
 }
 
-/// Whether the resource's status says it holds its host (it is not waiting for a
-/// conflict to end or for a store to answer).
-pub fn holds_host(obj: &CeryxRoute) -> bool {
-    condition(obj, "Accepted").is_some_and(|c| c.status == "True")
+/// Whether the resource's status says it lost its host to another claim (a resource
+/// or a REST API route), so that a change of that host's holder may let it in.
+pub fn lost_host(obj: &CeryxRoute) -> bool {
+    condition(obj, "Accepted").is_some_and(|c| c.status == "False" && c.reason == "HostConflict")
 }
 
 fn condition<'a>(obj: &'a CeryxRoute, type_: &str) -> Option<&'a Condition> {
@@ -332,11 +335,15 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         source: None,
         target: None,
     };
+    // Written or refused, the new host is what the resource asks for now: the old one
+    // goes (unless the store is away, when nothing can be known).
+    if let (Ok(()) | Err(StoreError::Owned(_) | StoreError::Unowned), Some(previous)) =
+        (&written, previous)
+    {
+        remove_owned(ctx, previous, &owner).await?;
+    }
     let outcome = match &written {
         Ok(()) => {
-            if let Some(previous) = previous {
-                remove_owned(ctx, previous, &owner).await?;
-            }
             let owns = Verdict::yes("Accepted", format!("Owns host {}", route.source));
             match sync_certificate(obj, &route.source, &owner, ctx).await? {
                 Ok(tls) => Outcome {
@@ -361,11 +368,7 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
                 },
             }
         }
-        Err(StoreError::Owned(other)) => conflict(format!(
-            "Host {} is owned by CeryxRoute {}",
-            route.source,
-            Holder::parse(other).resource
-        )),
+        Err(StoreError::Owned(other)) => conflict(owned_by(&route.source, other, ctx)),
         Err(StoreError::Unowned) => conflict(format!(
             "Host {} was created through the REST API; annotate {TAKE_OVER}=\"true\" to take it over",
             route.source
@@ -430,11 +433,8 @@ async fn write(
     let written = ctx.store.write(route, by).await;
     if let (Ok(()), Some(loser)) = (&written, loser) {
         // The newer resource learns at once that it lost, and why.
-        let message = format!(
-            "Host {} is owned by CeryxRoute {}, which is older",
-            route.source,
-            resource_name(obj)?
-        );
+        // The same words the loser's own reconcile will find, so it has nothing to patch.
+        let message = owned_by(&route.source, owner, ctx);
         let lost = || Verdict::no("HostConflict", message.clone());
         let loser_api = Api::namespaced(
             ctx.client.clone(),
@@ -452,16 +452,32 @@ async fn write(
     Ok(written)
 }
 
-/// Removes `source` if `owner` holds it (a route of anyone else is left alone).
+/// Why a host is not this resource's: who holds it, in words for the status.
+fn owned_by(source: &str, holder: &str, ctx: &Context) -> String {
+    let holder = Holder::parse(holder);
+    match holder.install {
+        Some(install) if install != ctx.install => format!(
+            "Host {source} is owned by CeryxRoute {} of another install ({install})",
+            holder.resource
+        ),
+        _ => format!("Host {source} is owned by CeryxRoute {}", holder.resource),
+    }
+}
+
+/// Removes `source` if `owner` holds it, or the same resource as recorded before
+/// installs were (a route of anyone else is left alone).
 async fn remove_owned(ctx: &Context, source: &str, owner: &str) -> Result<(), Error> {
     if !ctx.leadership.may_write() {
         return Err(Error::NotLeader);
     }
-    let by = Writer::Resource {
-        owner,
-        take_unowned: false,
-    };
-    ctx.store.remove(source, by).await?;
+    let legacy = Holder::parse(owner).resource;
+    for owner in [owner, legacy] {
+        let by = Writer::Resource {
+            owner,
+            take_unowned: false,
+        };
+        ctx.store.remove(source, by).await?;
+    }
     Ok(())
 }
 
