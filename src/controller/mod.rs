@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Reconciles at once, at most: after an outage every resource is reconciled again,
 /// and this bounds the burst on Redis and the API server.
-const CONCURRENCY: u16 = 32;
+const CONCURRENCY: u16 = 64;
 
 /// How often routes of deleted resources are looked for.
 const GC_INTERVAL: Duration = Duration::from_secs(300);
@@ -72,10 +72,17 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     ctx.services = services.clone();
     ctx.secrets = secrets.clone();
 
+    let (replay_tx, mut replay_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let (contested_tx, contested_rx) = tokio::sync::mpsc::unbounded_channel();
+    let failures = ctx.failures.clone();
     ctx.store.watch(Arc::new(move |change| match change {
-        Change::Resync => drop(resync_tx.send(())),
+        Change::Resync => {
+            // The store is back (or just left): a failure from now on is a new one, not
+            // worth the back-off the outage built up.
+            reconcile::lock(&failures).clear();
+            let _ = replay_tx.send(());
+        }
         Change::Route { source, .. } => drop(contested_tx.send(source.clone())),
     }));
     let contested = {
@@ -87,6 +94,20 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     };
 
     let ctx = Arc::new(ctx);
+    // After a resync, what was programmed is written back first, then everything is
+    // reconciled.
+    let replay = tokio::spawn({
+        let (ctx, routes) = (ctx.clone(), routes.clone());
+        async move {
+            while replay_rx.recv().await.is_some() {
+                let written = reconcile::replay(&ctx, &routes.state()).await;
+                tracing::info!(written, "routes written back after a store resync");
+                if resync_tx.send(()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
     let gc = tokio::spawn({
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
@@ -132,6 +153,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         })
         .await;
     gc.abort();
+    replay.abort();
     let _ = (services, secrets);
     Ok(())
 }
