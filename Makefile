@@ -10,8 +10,10 @@ build: ## release binary at target/release/ceryx
 run: ## proxy on :8080, API on 127.0.0.1:5555 (in-memory routes unless CERYX_REDIS_* is set)
 	cargo run --release --locked -- run
 
-test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, wrk, helm if missing)
+test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, wrk, helm if missing; builds the test control plane once if Go is there)
 	bash scripts/test-deps
+	@if command -v go >/dev/null; then bash scripts/kube-testenv build >/dev/null; \
+	else echo "Go not found: the Kubernetes tests will be skipped (see README)"; fi
 	bash bench/run --smoke
 	cargo test --locked
 
