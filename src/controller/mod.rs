@@ -53,24 +53,10 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     let controller = Controller::for_stream(changes, routes.clone());
     // Services and Secrets are watched as metadata only: enough to know they exist and
     // changed, and no private key crosses a watch.
-    let (services, services_writer) = reflector::store();
-    let services_stream = watcher(
-        Api::<PartialObjectMeta<Service>>::all(ctx.client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .reflect(services_writer)
-    .touched_objects();
-    let (secrets, secrets_writer) = reflector::store();
-    let secrets_stream = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .reflect(secrets_writer)
-    .touched_objects();
-    ctx.services = services.clone();
-    ctx.secrets = secrets.clone();
+    let (services, services_stream) = metadata::<Service>(&ctx.client);
+    let (secrets, secrets_stream) = metadata::<Secret>(&ctx.client);
+    ctx.services = services;
+    ctx.secrets = secrets;
 
     let (replay_tx, mut replay_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -154,8 +140,30 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         .await;
     gc.abort();
     replay.abort();
-    let _ = (services, secrets);
     Ok(())
+}
+
+/// A cache of the metadata of every `K` in the cluster, and the watch that fills it
+/// (polled by the controller, which reconciles what the changes name).
+fn metadata<K>(
+    client: &kube::Client,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl futures_util::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + use<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let changes = watcher(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (store, changes)
 }
 
 /// The resources in the namespace of `object` that name it (by `names`).
