@@ -64,6 +64,24 @@ pub struct ApiArgs {
     pub api_token: Option<String>,
 }
 
+/// How the proxy's and the REST API's listening sockets are made.
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// Connections the kernel queues on each listener (proxy HTTP and HTTPS, REST API)
+    /// until they are accepted: the `listen(2)` backlog, capped by the kernel at
+    /// `net.core.somaxconn`.
+    #[arg(long, env = "CERYX_LISTEN_BACKLOG", default_value_t = DEFAULT_BACKLOG, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub listen_backlog: u32,
+}
+
+/// The default `CERYX_LISTEN_BACKLOG`: deeper than nginx's 511, as deep as Linux allows
+/// by default (`net.core.somaxconn` is 4096 since 5.4; Envoy and Go listen with
+/// somaxconn itself). A burst that arrives while the process is paused or busy waits in
+/// the queue instead of losing its SYN and retrying a second later (128, the old value,
+/// left 271 of 400 connects waiting 1 s); a queued connection costs kernel memory only
+/// while it waits.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
 /// The operations listener of processes without the REST API.
 #[derive(Debug, Clone, Args)]
 pub struct OpsArgs {

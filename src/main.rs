@@ -2,13 +2,14 @@
 
 use anyhow::Context;
 use ceryx::certificate;
-use ceryx::config::{ApiArgs, ControllerArgs, OpsArgs, ProxyArgs, StoreArgs};
+use ceryx::config::{ApiArgs, ControllerArgs, ListenArgs, OpsArgs, ProxyArgs, StoreArgs};
 use ceryx::proxy::tls::Certificates;
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
 use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: the proxy allocates and frees small buffers on every request, where it is
@@ -61,6 +62,8 @@ struct RunCommand {
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
     ops: OpsArgs,
 }
 
@@ -71,6 +74,8 @@ struct ProxyCommand {
     #[command(flatten)]
     proxy: ProxyArgs,
     #[command(flatten)]
+    listen: ListenArgs,
+    #[command(flatten)]
     ops: OpsArgs,
 }
 
@@ -80,6 +85,8 @@ struct ApiCommand {
     store: StoreArgs,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(flatten)]
+    listen: ListenArgs,
     #[command(flatten)]
     ops: OpsArgs,
 }
@@ -112,8 +119,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(cmd) => {
             let store = prepare(&cmd.store, &cmd.ops).await?;
-            let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
-            let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
+            let backlog = cmd.listen.listen_backlog;
+            let proxy = start_proxy(store.clone(), cmd.proxy, backlog, shutdown.clone()).await?;
+            let api = start_api(store.clone(), cmd.api, backlog, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             let (proxy, api) = tokio::join!(proxy, api);
             proxy?;
@@ -121,13 +129,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Proxy(cmd) => {
             let store = prepare(&cmd.store, &cmd.ops).await?;
-            let proxy = start_proxy(store.clone(), cmd.proxy, shutdown.clone()).await?;
+            let backlog = cmd.listen.listen_backlog;
+            let proxy = start_proxy(store.clone(), cmd.proxy, backlog, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             proxy.await?;
         }
         Command::Api(cmd) => {
             let store = prepare(&cmd.store, &cmd.ops).await?;
-            let api = start_api(store.clone(), cmd.api, shutdown.clone()).await?;
+            let backlog = cmd.listen.listen_backlog;
+            let api = start_api(store.clone(), cmd.api, backlog, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             api.await??;
         }
@@ -236,9 +246,25 @@ async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
     })
 }
 
+/// A listener on `addr` whose kernel queue holds `backlog` connections
+/// (`CERYX_LISTEN_BACKLOG`; `TcpListener::bind` would fix it at 128).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted process can listen at once, beside the
+    // connections of its predecessor still in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 async fn start_proxy(
     store: Arc<dyn RouteStore>,
     args: ProxyArgs,
+    backlog: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (addr, https) = (args.http_addr, args.https_addr);
@@ -251,16 +277,13 @@ async fn start_proxy(
         None => None,
     };
     let proxy = Proxy::new(store, args)?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "proxy listening");
+    let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, backlog, "proxy listening");
     let http = tokio::spawn(proxy::serve(listener, proxy.clone(), shutdown.clone()));
     let (Some(addr), Some(certificates)) = (https, certificates) else {
         return Ok(http);
     };
-    let listener = TcpListener::bind(addr)
-        .await
+    let listener = listen(addr, backlog)
         .with_context(|| format!("cannot listen on {addr} (CERYX_HTTPS_ADDR)"))?;
     tracing::info!(%addr, "proxy listening for HTTPS");
     let https = tokio::spawn(proxy::serve_tls(listener, proxy, certificates, shutdown));
@@ -289,6 +312,7 @@ fn default_certificate(args: &ProxyArgs) -> anyhow::Result<Arc<rustls::ServerCon
 async fn start_api(
     store: Arc<dyn RouteStore>,
     args: ApiArgs,
+    backlog: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let addr = args.api_addr;
@@ -296,9 +320,7 @@ async fn start_api(
     if open && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the REST API listens beyond loopback without CERYX_API_TOKEN: anyone who reaches it can reroute every host");
     }
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, auth = !open, "REST API listening");
     let router = ceryx::api::router(store, args.api_token);
     Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))

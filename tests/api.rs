@@ -487,3 +487,33 @@ async fn routes_a_resource_owns_are_refused_with_409_and_left_intact() {
         (StatusCode::OK, Some("http://web:80"))
     );
 }
+
+/// Issue 18, item 13: the auth scheme is case-insensitive (RFC 9110 §11.1), and one or
+/// more spaces separate it from the token (§11.4).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let redis = RedisServer::start().await;
+    let api = RunningApi::start(redis.store(), Some("s3cret-token")).await;
+    let client = TestClient::default();
+    for auth in [
+        "bearer s3cret-token",
+        "BEARER s3cret-token",
+        "bEaReR s3cret-token",
+        "Bearer  s3cret-token",
+    ] {
+        let req = Request::get("/api/routes").header("authorization", auth);
+        let reply = client.send(api.addr, req, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{auth:?}");
+    }
+    for auth in [
+        "Basic s3cret-token",
+        "Bearers3cret-token",
+        "bearer",
+        "bearer s3cret-token-and-more",
+        "bearer S3CRET-TOKEN",
+    ] {
+        let req = Request::get("/api/routes").header("authorization", auth);
+        let reply = client.send(api.addr, req, "").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+}

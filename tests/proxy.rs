@@ -768,3 +768,200 @@ async fn responses_stream_and_upstream_connections_are_reused() {
         1
     );
 }
+
+/// Issue 18, item 8: `Connection` may nominate hop-by-hop fields only. The fields the
+/// proxy routes and forwards by (`Host`, the forwarding headers) always pass.
+#[tokio::test]
+async fn connection_cannot_strip_host_or_forwarding_headers() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store.put(&route("h.test", &upstream.url())).await.unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    let reply = TestClient::default()
+        .send(
+            proxy.addr,
+            Request::post("/")
+                .header("host", "h.test")
+                .header("connection", "Host, X-Forwarded-For, Content-Length, x-hop")
+                .header("x-forwarded-for", "203.0.113.7")
+                .header("x-hop", "secret"),
+            "hello",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let echo = reply.json();
+    let headers = &echo["headers"];
+    assert_eq!(headers["host"], serde_json::json!(["h.test"]), "{echo}");
+    assert_eq!(headers["x-forwarded-for"][0], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["content-length"][0], "5");
+    assert_eq!(echo["body_len"], 5);
+    assert!(headers.get("x-hop").is_none(), "a hop-by-hop field passed");
+}
+
+/// Issue 18, item 9: RFC 9112 §3.2: a request with more than one `Host` is answered 400
+/// (as nginx does), never routed by one and forwarded with both.
+#[tokio::test]
+async fn two_host_headers_are_refused() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let upstream = Upstream::start("up").await;
+    store.put(&route("ok.test", &upstream.url())).await.unwrap();
+    store
+        .put(&route("other.test", &upstream.url()))
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+
+    for (what, request) in [
+        (
+            "two lines",
+            &b"GET / HTTP/1.1\r\nHost: ok.test\r\nHost: other.test\r\n\r\n"[..],
+        ),
+        (
+            "the same host twice",
+            &b"GET / HTTP/1.1\r\nHost: ok.test\r\nHost: ok.test\r\n\r\n"[..],
+        ),
+        (
+            "absolute form with two",
+            &b"GET http://ok.test/ HTTP/1.1\r\nHost: ok.test\r\nHost: other.test\r\n\r\n"[..],
+        ),
+    ] {
+        let status = raw_exchange(proxy.addr, request).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{what}: got {status:?}");
+    }
+    assert_eq!(
+        upstream.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a request with two Host headers was forwarded"
+    );
+    let reply = TestClient::default().get(proxy.addr, "ok.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// Issue 18, item 12: a request body that breaks HTTP/1.1 chunked framing is the
+/// client's fault: 400, logged as a refused request, not as an upstream failure.
+#[tokio::test]
+async fn an_invalid_chunked_body_is_the_clients_error() {
+    let upstream = Upstream::start("up").await;
+    let (addr, api) = (free_port(), free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ceryx"))
+        .arg("run")
+        .env("CERYX_HTTP_ADDR", format!("127.0.0.1:{addr}"))
+        .env("CERYX_API_ADDR", format!("127.0.0.1:{api}"))
+        .env("CERYX_HTTPS_ADDR", "")
+        .env("CERYX_ACCESS_LOG", "false")
+        .env("CERYX_DEBUG", "true")
+        .env_remove("RUST_LOG")
+        .env_remove("CERYX_REDIS_HOST")
+        .env_remove("CERYX_REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let proxy: std::net::SocketAddr = format!("127.0.0.1:{addr}").parse().unwrap();
+    let api: std::net::SocketAddr = format!("127.0.0.1:{api}").parse().unwrap();
+    eventually(Duration::from_secs(10), "ceryx to listen", || async {
+        TcpStream::connect(api).await.is_ok() && TcpStream::connect(proxy).await.is_ok()
+    })
+    .await;
+    let client = TestClient::default();
+    let body = format!(
+        r#"{{"source": "chunk.test", "target": "{}"}}"#,
+        upstream.url()
+    );
+    let created = client.send(api, Request::post("/api/routes"), body).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+
+    let cases: [(&str, &[u8]); 3] = [
+        ("chunk size not hex", b"zz\r\nhello\r\n0\r\n\r\n"),
+        ("chunk longer than its size", b"2\r\nhello\r\n0\r\n\r\n"),
+        ("no CRLF after the data", b"5\r\nhelloXX0\r\n\r\n"),
+    ];
+    for (what, chunks) in cases {
+        let mut request =
+            b"POST /up HTTP/1.1\r\nHost: chunk.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(chunks);
+        let status = raw_exchange(proxy, &request).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{what}: got {status:?}");
+    }
+    let reply = client.get(proxy, "chunk.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK, "the proxy stopped serving");
+
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !log.contains("upstream failed"),
+        "a client's broken body was logged as an upstream failure:\n{log}"
+    );
+    assert!(log.contains("request refused"), "{log}");
+}
+
+/// The listen backlog of the socket listening on `port`, as the kernel holds it (the
+/// Send-Q column `ss -ltn` shows for a listening socket).
+fn listen_backlog(port: u16) -> u32 {
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("the backlog test reads it with `ss` (apt-get install iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // State Recv-Q Send-Q Local Peer
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("nothing listens on {port}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// Issue 18, item 11: the listen backlog of the proxy's HTTP and HTTPS listeners and of
+/// the API is `CERYX_LISTEN_BACKLOG` (or `--listen-backlog`), not the 128 of
+/// `TcpListener::bind`.
+#[tokio::test]
+async fn the_listen_backlog_is_configurable() {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(4096);
+    let https = free_port();
+    let ceryx = Process::start(
+        "run",
+        &[
+            ("CERYX_LISTEN_BACKLOG", "777".into()),
+            ("CERYX_HTTPS_ADDR", format!("127.0.0.1:{https}")),
+        ],
+    )
+    .await;
+    let expected = 777.min(somaxconn);
+    for (what, port) in [
+        ("http", ceryx.addr.port()),
+        ("https", https),
+        ("api", ceryx.api.port()),
+    ] {
+        assert_eq!(listen_backlog(port), expected, "{what} listener");
+    }
+    drop(ceryx);
+
+    // The default is deeper than nginx's 511 (the kernel caps it at somaxconn).
+    let ceryx = Process::start("proxy", &[]).await;
+    assert_eq!(listen_backlog(ceryx.addr.port()), 4096.min(somaxconn));
+    let flag = free_port();
+    let mut by_flag = std::process::Command::new(env!("CARGO_BIN_EXE_ceryx"))
+        .args(["api", "--listen-backlog", "333"])
+        .env("CERYX_API_ADDR", format!("127.0.0.1:{flag}"))
+        .env_remove("CERYX_LISTEN_BACKLOG")
+        .env_remove("CERYX_REDIS_HOST")
+        .env_remove("CERYX_REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{flag}").parse().unwrap();
+    eventually(Duration::from_secs(10), "ceryx api to listen", || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    let backlog = listen_backlog(flag);
+    let _ = by_flag.kill();
+    let _ = by_flag.wait();
+    assert_eq!(backlog, 333.min(somaxconn), "--listen-backlog");
+}

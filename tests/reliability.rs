@@ -135,3 +135,83 @@ async fn no_request_to_a_known_host_fails_while_redis_is_down_and_back() {
     );
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// Issue 18, item 1: one failed store call (here a 0.3 s Redis freeze) closes the store's
+/// retry gate for a moment; cache misses the gate turns away must not keep it closed, or
+/// a steady trickle of unknown hosts shuts out every route the cache has not seen yet.
+#[tokio::test]
+async fn new_routes_are_served_soon_after_redis_returns_while_misses_keep_coming() {
+    use redis::AsyncCommands;
+    let redis = RedisServer::start().await;
+    let up = Upstream::start("up").await;
+    let mut config = redis.config();
+    // The binary's default: a frozen Redis fails calls after 100 ms.
+    config.timeout = Duration::from_millis(100);
+    let store = Arc::new(ceryx::store::RedisStore::connect(&config).unwrap());
+    let proxy = RunningProxy::start(store, test_args()).await;
+    let client = TestClient::default();
+    assert_eq!(
+        client.get(proxy.addr, "warm.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let mut raw = redis.raw().await;
+
+    // 10 cache misses a second: hosts never seen before.
+    let stop = Arc::new(AtomicBool::new(false));
+    let outages = Arc::new(AtomicUsize::new(0));
+    let misses = tokio::spawn({
+        let (stop, outages, addr) = (stop.clone(), outages.clone(), proxy.addr);
+        async move {
+            let client = TestClient::default();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for n in 0.. {
+                tick.tick().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let reply = client.get(addr, &format!("miss{n}.test"), "/").await;
+                if reply.status == StatusCode::INTERNAL_SERVER_ERROR {
+                    outages.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.freeze();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.thaw();
+    let answering = std::time::Instant::now();
+    // Written the way other tools write: no change notice, so only a lookup finds it.
+    let _: () = raw.set("ceryx:routes:fresh.test", up.url()).await.unwrap();
+
+    let limit = Duration::from_secs(10);
+    let recovered = loop {
+        let reply = client.get(proxy.addr, "fresh.test", "/").await;
+        if reply.status == StatusCode::OK {
+            break Some(answering.elapsed());
+        }
+        if answering.elapsed() > limit {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    misses.await.unwrap();
+    let outages = outages.load(Ordering::Relaxed);
+    match recovered {
+        Some(after) => println!(
+            "a new route was served {} ms after Redis answered again ({outages} misses got 500)",
+            after.as_millis()
+        ),
+        None => println!(
+            "a new route was still not served {} s after Redis answered again ({outages} misses got 500)",
+            limit.as_secs()
+        ),
+    }
+    assert!(outages > 0, "the freeze never failed a store call");
+    let after = recovered.expect("the new route was never served");
+    assert!(
+        after < Duration::from_secs(1),
+        "served only after {after:?}"
+    );
+}

@@ -82,13 +82,22 @@ async fn authorize(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             return Err(ApiError::Unauthorized);
         }
     }
     Ok(next.run(request).await)
+}
+
+/// The token of `Bearer <token>` credentials. The scheme is case-insensitive (RFC 9110
+/// §11.1) and one or more spaces follow it (§11.4).
+fn bearer_token(credentials: &str) -> Option<&str> {
+    let (scheme, token) = credentials.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 async fn list(State(api): State<Api>) -> Result<Response, ApiError> {

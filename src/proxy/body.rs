@@ -16,6 +16,12 @@ use tokio::sync::oneshot;
 #[error("request body larger than the limit")]
 pub struct TooLarge;
 
+/// The client broke its request body: invalid chunked framing, or the connection cut
+/// before the body's end. The client's error (400), not the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("request body unreadable: {0}")]
+pub struct BadBody(#[source] hyper::Error);
+
 /// A client's request body, forwarded as it arrives.
 pub struct RequestBody {
     inner: Incoming,
@@ -78,7 +84,7 @@ impl Body for RequestBody {
                 this.finish();
                 return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BadBody(e).into()))),
             Poll::Ready(Some(Ok(frame))) => frame,
         };
         if let Some(data) = frame.data_ref() {

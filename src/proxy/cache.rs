@@ -127,20 +127,15 @@ impl RouteCache {
             stale
         };
         telemetry::cache_lookup(false);
-        let fetched = if self.now_ms() >= self.retry_at.load(Ordering::Relaxed) {
-            self.refresh(&to_fetch).await
+        let fetched = if self.may_ask_store() {
+            let fetched = self.refresh(&to_fetch).await;
+            self.record(&fetched);
+            fetched
         } else {
+            // Turned away by the gate: this lookup never reached the store, so it says
+            // nothing about the store and leaves the gate as it is.
             Err(StoreError::Unavailable)
         };
-        match &fetched {
-            Ok(()) => self.retry_at.store(0, Ordering::Relaxed),
-            Err(e) => {
-                let retry_at = self.now_ms() + RETRY_AFTER.as_millis() as u64;
-                if self.retry_at.swap(retry_at, Ordering::Relaxed) == 0 {
-                    tracing::warn!(error = %e, "route store unreachable; serving last known routes");
-                }
-            }
-        }
         // After a failed fetch, stale entries are the last known good answer; only a
         // host with nothing known at all gets the outage as its answer.
         let entries = self.read();
@@ -157,6 +152,50 @@ impl RouteCache {
         match fetched {
             Err(e) if unknown => Err(e),
             _ => Ok(None),
+        }
+    }
+
+    /// Whether this lookup may call the store. The gate is open unless a store call
+    /// failed; then one lookup per [`RETRY_AFTER`] is let through as a probe and the
+    /// others use what the cache has. Like nginx's `max_fails`/`fail_timeout` on an
+    /// upstream server: only a failed call closes the gate, and a lookup turned away
+    /// never extends it, so it reopens however many lookups keep coming.
+    fn may_ask_store(&self) -> bool {
+        let retry_at = self.retry_at.load(Ordering::Relaxed);
+        if retry_at == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        // Claim the probe: the lookups racing this one wait for the next window. Should
+        // the probe never finish (its client went away), the gate opens again then.
+        now >= retry_at
+            && self
+                .retry_at
+                .compare_exchange(
+                    retry_at,
+                    now + RETRY_AFTER.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Opens the gate after a store call that answered, closes it after one that failed.
+    fn record(&self, fetched: &Result<(), StoreError>) {
+        match fetched {
+            Ok(()) => {
+                if self.retry_at.load(Ordering::Relaxed) != 0
+                    && self.retry_at.swap(0, Ordering::Relaxed) != 0
+                {
+                    tracing::info!("route store reachable again");
+                }
+            }
+            Err(e) => {
+                let retry_at = self.now_ms() + RETRY_AFTER.as_millis() as u64;
+                if self.retry_at.swap(retry_at, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %e, "route store unreachable; serving last known routes");
+                }
+            }
         }
     }
 

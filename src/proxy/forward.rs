@@ -1,7 +1,7 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
-use super::body::{Progress, RequestBody, TooLarge};
+use super::body::{BadBody, Progress, RequestBody, TooLarge};
 use super::error::ProxyError;
 use super::{Body, headers};
 use crate::route::Upstream;
@@ -207,13 +207,17 @@ impl Forwarder {
 }
 
 /// Maps a client error to the status nginx would give: connect timeout 504, body over
-/// the limit 413, anything else (refused, unresolvable, reset) 502.
+/// the limit 413, a request body the client broke 400 (nginx: "client sent invalid
+/// chunked body"), anything else (refused, unresolvable, reset) 502.
 fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyError {
     let mut detail = Vec::new();
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if e.is::<TooLarge>() {
             return ProxyError::BodyTooLarge(max_body);
+        }
+        if e.is::<BadBody>() {
+            return ProxyError::BadRequest("The request body is malformed or incomplete.");
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut

@@ -17,6 +17,24 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+/// End-to-end fields the proxy routes, frames or forwards by: a `Connection` header that
+/// nominates one of them (which RFC 9110 §7.6.1 forbids a sender to do) does not remove
+/// it. nginx ignores every nomination, and in Envoy `Host` is `:authority`, which no
+/// nomination can reach; both pass these fields on. Without this, `Connection: Host`
+/// sent the upstream the proxy's own address as its Host, and `Connection:
+/// X-Forwarded-For` erased the chain of proxies in front of us.
+const NEVER_NOMINATED: [HeaderName; 9] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::FORWARDED,
+    header::VIA,
+    HeaderName::from_static("cdn-loop"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-real-ip"),
+];
+
 /// Whether a header value's comma-separated token list holds `token` (any case).
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
@@ -36,8 +54,9 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// Removes hop-by-hop headers: first those named in `Connection`, then the fixed set.
-/// `TE: trailers` is kept, since it is end-to-end in meaning (gRPC needs it).
+/// Removes hop-by-hop headers: first those named in `Connection` (but the
+/// [`NEVER_NOMINATED`] ones), then the fixed set. `TE: trailers` is kept, since it is
+/// end-to-end in meaning (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -45,6 +64,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !NEVER_NOMINATED.contains(name))
         .collect();
     let trailers = headers
         .get_all(header::TE)
@@ -113,6 +133,21 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn host_and_forwarding_headers_cannot_be_nominated() {
+        let mut h = headers(&[
+            ("connection", "Host, x-forwarded-for, content-length, X-Hop"),
+            ("host", "a.test"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("content-length", "5"),
+            ("x-hop", "1"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h["host"], "a.test");
+        assert!(h.get("x-hop").is_none());
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 const NO_HOST: &str = "The request has no valid Host header.";
+const TWO_HOSTS: &str = "The request has more than one Host header.";
 
 /// The body type of every response the proxy sends.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -108,6 +109,11 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         if req.method() == http::Method::CONNECT {
             return Err(ProxyError::BadRequest("CONNECT is not supported."));
+        }
+        // RFC 9112 §3.2: more than one Host is answered 400, as nginx does ("client sent
+        // duplicate host header"): routed by one, an upstream could read the other.
+        if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(ProxyError::BadRequest(TWO_HOSTS));
         }
         // The upstream sees the client's own Host (HTTP/2 clients send :authority only).
         if !req.headers().contains_key(header::HOST)
