@@ -150,15 +150,6 @@ impl World {
             .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
-
-    /// Fails the test if the controller was refused anything by RBAC.
-    fn assert_nothing_forbidden(&self) {
-        let log = self.controller.log();
-        assert!(
-            !log.to_lowercase().contains("forbidden"),
-            "the chart's RBAC refused a call:\n{log}"
-        );
-    }
 }
 
 fn indent(spec: &str) -> String {
@@ -326,11 +317,7 @@ async fn every_example_is_served_and_kubectl_wait_and_get_behave() {
     }
     let gone = client.get(proxy.addr, "docs.example.com", "/").await;
     assert_eq!(gone.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        !controller.log().to_lowercase().contains("forbidden"),
-        "{}",
-        controller.log()
-    );
+    controller.assert_nothing_forbidden();
 }
 
 /// A `kubernetes.io/tls` Secret holding `pem`, created or replaced.
@@ -390,7 +377,7 @@ async fn editing_the_source_moves_the_host_and_deleting_removes_it() {
         "gone once kubectl delete returns"
     );
     assert!(w.redis.store().list().await.unwrap().is_empty());
-    w.assert_nothing_forbidden();
+    w.controller.assert_nothing_forbidden();
 }
 
 #[tokio::test]
@@ -466,7 +453,7 @@ async fn the_oldest_claim_wins_and_the_loser_takes_the_host_once_the_winner_is_g
             .as_deref(),
         Some("second")
     );
-    w.assert_nothing_forbidden();
+    w.controller.assert_nothing_forbidden();
 }
 
 #[tokio::test]
@@ -506,7 +493,7 @@ async fn a_missing_service_is_reported_and_nothing_is_routed_until_it_exists() {
     w.wait_condition("web", "ResolvedRefs", "False", "BackendNotFound")
         .await;
     assert!(w.redis.store().get("web.test").await.unwrap().is_none());
-    w.assert_nothing_forbidden();
+    w.controller.assert_nothing_forbidden();
 }
 
 #[tokio::test]
@@ -564,7 +551,7 @@ async fn a_tls_secret_is_served_by_sni_renewed_at_the_next_handshake_and_its_los
             .as_deref(),
         Some("secure")
     );
-    w.assert_nothing_forbidden();
+    w.controller.assert_nothing_forbidden();
 }
 
 /// Reconciles a controller counted so far (its own metrics).
@@ -698,11 +685,7 @@ async fn one_controller_leads_and_another_takes_over_when_it_dies_or_stalls() {
     for name in ["one", "two", "three", "four"] {
         assert!(served(format!("{name}.test")).await, "{name}.test");
     }
-    assert!(
-        !standby.log().to_lowercase().contains("forbidden"),
-        "{}",
-        standby.log()
-    );
+    standby.assert_nothing_forbidden();
 }
 
 #[tokio::test]
@@ -744,7 +727,7 @@ async fn fifty_routes_go_from_kubectl_apply_to_a_proxied_answer_in_milliseconds(
         p50(&after_kubectl),
         p99(&after_kubectl)
     );
-    w.assert_nothing_forbidden();
+    w.controller.assert_nothing_forbidden();
 }
 
 #[tokio::test]
@@ -812,9 +795,5 @@ async fn garbage_collection_leaves_the_routes_of_another_install_alone() {
         || async { store.get("gone.test").await.is_ok_and(|r| r.is_none()) },
     )
     .await;
-    assert!(
-        !again.log().to_lowercase().contains("forbidden"),
-        "{}",
-        again.log()
-    );
+    again.assert_nothing_forbidden();
 }

@@ -317,6 +317,19 @@ struct Outcome {
     target: Option<String>,
 }
 
+impl Outcome {
+    /// The host is someone else's: nothing is programmed, and `message` says whose.
+    fn conflict(message: String) -> Outcome {
+        Outcome {
+            accepted: Verdict::no("HostConflict", message.clone()),
+            resolved: Verdict::resolved(),
+            programmed: Verdict::no("HostConflict", message),
+            source: None,
+            target: None,
+        }
+    }
+}
+
 async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
     let owner = owner_of(obj, &ctx.install)?;
     let namespace = obj.namespace().ok_or(Error::Unnamed)?;
@@ -369,13 +382,6 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
     }
 
     let written = write(obj, &route, &owner, ctx).await?;
-    let conflict = |message: String| Outcome {
-        accepted: Verdict::no("HostConflict", message.clone()),
-        resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
-        programmed: Verdict::no("HostConflict", message),
-        source: None,
-        target: None,
-    };
     // Written or refused, the new host is what the resource asks for now: the old one
     // goes (unless the store is away, when nothing can be known).
     if let (Ok(()) | Err(StoreError::Owned(_) | StoreError::Unowned), Some(previous)) =
@@ -389,7 +395,7 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
             match sync_certificate(obj, &route.source, &owner, ctx).await? {
                 Ok(tls) => Outcome {
                     accepted: owns,
-                    resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+                    resolved: Verdict::resolved(),
                     programmed: Verdict::yes(
                         "Programmed",
                         format!(
@@ -409,8 +415,8 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
                 },
             }
         }
-        Err(StoreError::Owned(other)) => conflict(owned_by(&route.source, other, ctx)),
-        Err(StoreError::Unowned) => conflict(format!(
+        Err(StoreError::Owned(other)) => Outcome::conflict(owned_by(&route.source, other, ctx)),
+        Err(StoreError::Unowned) => Outcome::conflict(format!(
             "Host {} was created through the REST API; annotate {TAKE_OVER}=\"true\" to take it over",
             route.source
         )),
@@ -419,7 +425,7 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
             let status = obj.status.as_ref();
             Outcome {
                 accepted: Verdict::unknown("StoreUnavailable", why.clone()),
-                resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
+                resolved: Verdict::resolved(),
                 programmed: Verdict::no("StoreUnavailable", why),
                 // What the proxies serve meanwhile is what was programmed before.
                 source: status.and_then(|s| s.source.clone()),
@@ -475,19 +481,11 @@ async fn write(
     if let (Ok(()), Some(loser)) = (&written, loser) {
         // The newer resource learns at once that it lost, and why.
         // The same words the loser's own reconcile will find, so it has nothing to patch.
-        let message = owned_by(&route.source, owner, ctx);
-        let lost = || Verdict::no("HostConflict", message.clone());
+        let outcome = Outcome::conflict(owned_by(&route.source, owner, ctx));
         let loser_api = Api::namespaced(
             ctx.client.clone(),
             &loser.namespace().ok_or(Error::Unnamed)?,
         );
-        let outcome = Outcome {
-            accepted: lost(),
-            resolved: Verdict::yes("ResolvedRefs", "All references resolved".into()),
-            programmed: lost(),
-            source: None,
-            target: None,
-        };
         publish(&loser_api, &loser, outcome, ctx).await?;
     }
     Ok(written)
@@ -702,6 +700,10 @@ impl Verdict {
             reason,
             message,
         }
+    }
+
+    fn resolved() -> Verdict {
+        Verdict::yes("ResolvedRefs", "All references resolved".into())
     }
 
     fn unknown(reason: &'static str, message: String) -> Verdict {

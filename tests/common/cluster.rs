@@ -308,6 +308,16 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Fails the test if the API server refused the controller anything: what the
+    /// chart's RBAC grants must be enough.
+    pub fn assert_nothing_forbidden(&self) {
+        let log = self.log();
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the chart's RBAC refused a call:\n{log}"
+        );
+    }
+
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to the process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
