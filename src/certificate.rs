@@ -1,7 +1,8 @@
 //! Certificates as the proxy serves them: PEM parsed and checked (the key must match the
-//! certificate), a TLS server configuration per certificate, and the self-signed
-//! default for when none is configured.
+//! certificate), a TLS server configuration per certificate, the self-signed default for
+//! when none is configured, and the [`Slot`] in which a cached route keeps its own.
 
+use crate::route::Settings;
 use crate::store::CertificatePem;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -9,8 +10,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ProducesTickets;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::SystemTime;
 
 /// Why a certificate cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,3 +103,164 @@ static TICKETER: LazyLock<Option<Arc<dyn ProducesTickets>>> =
             None
         }
     });
+
+/// A route's certificate, kept with the cached route: loaded by the first handshake that
+/// needs it, from the stored PEM (the controller's, from a Secret) or else the files the
+/// route's settings name. Files are loaded again once they change on disk.
+#[derive(Debug, Default)]
+pub struct Slot(Mutex<SlotState>);
+
+#[derive(Debug, Default)]
+struct SlotState {
+    loaded: Option<Loaded>,
+    /// The last reason logged for not serving this route's certificate, carried over
+    /// from the slot this one replaced so that each new reason is logged once.
+    reported: Option<CertificateError>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    config: Option<Arc<ServerConfig>>,
+    /// For certificates from files: the files and how they looked when loaded.
+    files: Option<Files>,
+}
+
+/// What a [`Slot`] can serve now.
+pub enum Served {
+    /// Nothing is loaded yet: the stored certificate must be fetched first.
+    Unloaded,
+    /// The route's own certificate.
+    Config(Arc<ServerConfig>),
+    /// The route has no certificate that can be served.
+    Nothing,
+}
+
+impl Slot {
+    /// An empty slot for a route that replaces the one holding `previous`.
+    pub fn after(previous: Option<&Slot>) -> Slot {
+        let reported = previous.and_then(|p| p.lock().reported.clone());
+        Slot(Mutex::new(SlotState {
+            loaded: None,
+            reported,
+        }))
+    }
+
+    /// What the slot serves; files that changed since they were loaded are loaded again.
+    pub fn served(&self, source: &str) -> Served {
+        let mut state = self.lock();
+        if let Some(Loaded {
+            files: Some(files), ..
+        }) = &state.loaded
+            && files.changed()
+        {
+            let files = Files::new(files.paths.0.clone(), files.paths.1.clone());
+            let result = load(&files.paths.0, &files.paths.1);
+            state.keep(source, result, Some(files));
+        }
+        match &state.loaded {
+            None => Served::Unloaded,
+            Some(Loaded {
+                config: Some(config),
+                ..
+            }) => Served::Config(config.clone()),
+            Some(_) => Served::Nothing,
+        }
+    }
+
+    /// Loads the route's certificate: `stored` if there is one, else its files.
+    pub fn fill(&self, source: &str, settings: &Settings, stored: Option<&CertificatePem>) {
+        let files = match (&settings.certificate_path, &settings.key_path) {
+            (Some(certificate), Some(key)) if stored.is_none() => {
+                Some(Files::new(certificate.into(), key.into()))
+            }
+            _ => None,
+        };
+        let result = match (stored, &files) {
+            (Some(pem), _) => Some(parse_stored(pem)),
+            (None, Some(files)) => Some(load(&files.paths.0, &files.paths.1)),
+            (None, None) => None,
+        };
+        let mut state = self.lock();
+        match result {
+            Some(result) => state.keep(source, result, files),
+            None => {
+                state.loaded = Some(Loaded {
+                    config: None,
+                    files: None,
+                })
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SlotState {
+    fn keep(
+        &mut self,
+        source: &str,
+        result: Result<CertifiedKey, CertificateError>,
+        files: Option<Files>,
+    ) {
+        let config = match result {
+            Ok(key) => {
+                self.reported = None;
+                Some(server_config(key))
+            }
+            Err(error) => {
+                if self.reported.as_ref() != Some(&error) {
+                    tracing::error!(%source, %error, "certificate not served; the default answers for this host");
+                    self.reported = Some(error);
+                }
+                None
+            }
+        };
+        self.loaded = Some(Loaded { config, files });
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Files {
+    paths: (PathBuf, PathBuf),
+    stamp: Option<(Stamp, Stamp)>,
+}
+
+/// Enough of a file's metadata to see it was replaced or rewritten.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl Files {
+    fn new(certificate: PathBuf, key: PathBuf) -> Files {
+        let stamp = Files::stamp(&certificate, &key);
+        Files {
+            paths: (certificate, key),
+            stamp,
+        }
+    }
+
+    fn stamp(certificate: &Path, key: &Path) -> Option<(Stamp, Stamp)> {
+        let one = |path: &Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some(Stamp {
+                modified: meta.modified().ok(),
+                len: meta.len(),
+                inode,
+            })
+        };
+        Some((one(certificate)?, one(key)?))
+    }
+
+    fn changed(&self) -> bool {
+        Files::stamp(&self.paths.0, &self.paths.1) != self.stamp
+    }
+}

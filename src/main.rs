@@ -268,15 +268,12 @@ async fn start_proxy(
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (addr, https) = (args.http_addr, args.https_addr);
-    let certificates = match https {
-        Some(_) => Some(Certificates::new(
-            store.clone(),
-            args.cache_ttl,
-            default_certificate(&args)?,
-        )),
+    let default = match https {
+        Some(_) => Some(default_certificate(&args)?),
         None => None,
     };
     let proxy = Proxy::new(store, args)?;
+    let certificates = default.map(|default| Certificates::new(proxy.routes().clone(), default));
     let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, backlog, "proxy listening");
     let http = tokio::spawn(proxy::serve(listener, proxy.clone(), shutdown.clone()));

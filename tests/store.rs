@@ -73,9 +73,12 @@ async fn every_store_on_the_same_redis_hears_every_write() {
     let reader = redis.store();
     let heard = Arc::new(Mutex::new(Vec::new()));
     let sink = heard.clone();
-    reader.watch(Arc::new(move |change: &Change| {
-        sink.lock().unwrap().push(change.clone())
-    }));
+    let mut notices = reader.subscribe();
+    tokio::spawn(async move {
+        while let Some(change) = notices.next().await {
+            sink.lock().unwrap().push(change);
+        }
+    });
     // The reader subscribes in the background; wait for its first resync notice.
     eventually(
         Duration::from_secs(5),

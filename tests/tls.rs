@@ -36,27 +36,11 @@ struct Https {
 impl Https {
     async fn start() -> Https {
         let store = Arc::new(MemoryStore::default());
-        let default = certificate::self_signed().unwrap();
-        let default_der = default.cert[0].clone();
-        let certificates = Certificates::new(
-            store.clone(),
-            Duration::from_secs(3600),
-            certificate::server_config(default),
-        );
-        let proxy = Proxy::new(store.clone(), test_args()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        tokio::spawn(proxy::serve_tls(
-            listener,
-            proxy,
-            certificates,
-            stop.clone(),
-        ));
+        let (addr, default, stop) = serve_https(store.clone(), Duration::from_secs(3600)).await;
         Https {
             store,
             addr,
-            default: default_der,
+            default,
             stop,
         }
     }
@@ -70,6 +54,31 @@ impl Https {
     async fn served(&self, sni: Option<&str>) -> CertificateDer<'static> {
         leaf(&self.connect(sni, &[b"http/1.1"]).await)
     }
+}
+
+/// A proxy's HTTPS listener over `store`, trusting cached routes for `ttl`: its address,
+/// its default certificate, and what stops it.
+async fn serve_https(
+    store: Arc<dyn RouteStore>,
+    ttl: Duration,
+) -> (SocketAddr, CertificateDer<'static>, CancellationToken) {
+    let default = certificate::self_signed().unwrap();
+    let default_der = default.cert[0].clone();
+    let mut args = test_args();
+    args.cache_ttl = ttl;
+    let proxy = Proxy::new(store, args).unwrap();
+    let certificates =
+        Certificates::new(proxy.routes().clone(), certificate::server_config(default));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(proxy::serve_tls(
+        listener,
+        proxy,
+        certificates,
+        stop.clone(),
+    ));
+    (addr, default_der, stop)
 }
 
 impl Drop for Https {
@@ -479,4 +488,39 @@ async fn a_returning_client_resumes_its_session_after_many_others() {
         (status, echo["name"].as_str()),
         (StatusCode::OK, Some("again"))
     );
+}
+
+/// Issue 13: the certificates live with the cached routes, so a store outage keeps every
+/// host's own certificate (the last known good), however long ago the cache TTL ran out.
+#[tokio::test]
+async fn a_hosts_certificate_is_still_served_while_the_store_is_down() {
+    let mut redis = RedisServer::start().await;
+    let store = redis.store();
+    let (addr, default, stop) = serve_https(store.clone(), Duration::from_millis(1)).await;
+    let _stop = stop.drop_guard();
+    owned(store.as_ref(), "shop.test", "t:1", "shop/web").await;
+    owned(store.as_ref(), "*.shop.test", "t:1", "shop/web").await;
+    let (own, own_der) = issue(&["shop.test"]);
+    let (wildcard, wildcard_der) = issue(&["*.shop.test"]);
+    store
+        .set_certificate("shop.test", Some(&own), "shop/web")
+        .await
+        .unwrap();
+    store
+        .set_certificate("*.shop.test", Some(&wildcard), "shop/web")
+        .await
+        .unwrap();
+    let served =
+        |sni: &'static str| async move { leaf(&connect(addr, Some(sni), &[b"http/1.1"]).await) };
+    assert_eq!(served("shop.test").await, own_der);
+    assert_eq!(served("a.shop.test").await, wildcard_der);
+
+    redis.kill();
+    // The TTL is 1 ms: from here on every handshake finds its routes stale and the store
+    // gone, and must still present the route's own certificate.
+    for _ in 0..20 {
+        assert_eq!(served("shop.test").await, own_der);
+        assert_eq!(served("a.shop.test").await, wildcard_der);
+    }
+    assert_eq!(served("other.test").await, default);
 }

@@ -62,15 +62,20 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let (contested_tx, contested_rx) = tokio::sync::mpsc::unbounded_channel();
     let failures = ctx.failures.clone();
-    ctx.store.watch(Arc::new(move |change| match change {
-        Change::Resync => {
-            // The store is back (or just left): a failure from now on is a new one, not
-            // worth the back-off the outage built up.
-            reconcile::lock(&failures).clear();
-            let _ = replay_tx.send(());
+    let mut notices = ctx.store.subscribe();
+    let notices = tokio::spawn(async move {
+        while let Some(change) = notices.next().await {
+            match change {
+                Change::Resync => {
+                    // The store is back (or just left): a failure from now on is a new
+                    // one, not worth the back-off the outage built up.
+                    reconcile::lock(&failures).clear();
+                    let _ = replay_tx.send(());
+                }
+                Change::Route { source, .. } => drop(contested_tx.send(source)),
+            }
         }
-        Change::Route { source, .. } => drop(contested_tx.send(source.clone())),
-    }));
+    });
     let contested = {
         let routes = routes.clone();
         futures_util::stream::unfold(contested_rx, |mut rx| async move {
@@ -140,6 +145,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         .await;
     gc.abort();
     replay.abort();
+    notices.abort();
     Ok(())
 }
 

@@ -3,15 +3,18 @@
 //! Entries are kept per source key (exact host, `*.suffix`, `$wildcard`), positive and
 //! negative alike, and expire after the cache TTL so routes written into Redis by other
 //! tools (no notice) still show up. Change notices expire an entry at once. An expired
-//! entry is kept as the last known good answer for when the store is unreachable.
+//! entry is kept as the last known good answer for when the store is unreachable. A
+//! key missing from the table is fetched once however many lookups want it at a time.
 
+use crate::certificate::Slot;
 use crate::route::{Route, Upstream, WILDCARD};
-use crate::store::{Change, RouteStore, StoreError};
+use crate::store::{CertificatePem, Change, Progress, RouteStore, StoreError, Subscription};
 use crate::telemetry::{self, RouteMetrics};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// After a failed store call, how long lookups use what they have instead of retrying.
@@ -29,12 +32,18 @@ pub struct Resolved {
     /// The parsed target, or `None` when the stored target cannot be forwarded to.
     pub upstream: Option<Upstream>,
     metrics: OnceLock<RouteMetrics>,
+    certificate: Slot,
 }
 
 impl Resolved {
     /// The route's request metrics, registered on first use.
     pub fn metrics(&self) -> &RouteMetrics {
         self.metrics.get_or_init(RouteMetrics::new)
+    }
+
+    /// The route's TLS certificate, loaded by the first handshake that needs it.
+    pub(crate) fn certificate(&self) -> &Slot {
+        &self.certificate
     }
 }
 
@@ -43,43 +52,47 @@ struct Entry {
     fresh_until: Instant,
 }
 
+/// The outcome of one store fetch, for the lookups waiting on it: `None` while it runs,
+/// then whether the store answered.
+type Outcome = watch::Receiver<Option<bool>>;
+
 /// Route lookups through an in-memory table kept current by change notices.
 pub struct RouteCache {
     store: Arc<dyn RouteStore>,
     ttl: Duration,
     entries: RwLock<HashMap<String, Entry>>,
+    /// Keys being fetched, with the outcome their fetch will announce.
+    fetching: Mutex<HashMap<String, Outcome>>,
     /// Bumped by every notice; a fetch that raced a notice stores its answer as stale.
     epoch: AtomicU64,
+    /// Whether notices were sent that this cache has not applied yet.
+    notices: Progress,
     /// Milliseconds since `start` before which the store is not asked again.
     retry_at: AtomicU64,
     start: Instant,
 }
 
 impl RouteCache {
-    /// A cache over `store` whose entries are trusted for `ttl` without a notice.
-    pub fn new(store: Arc<dyn RouteStore>, ttl: Duration) -> Arc<RouteCache> {
-        Arc::new(RouteCache {
+    /// A cache over `store` whose entries are trusted for `ttl` unless `notices` (the
+    /// store's, see [`RouteStore::subscribe`]) say otherwise; applies them on a task of
+    /// its own for as long as it lives.
+    pub fn new(store: Arc<dyn RouteStore>, notices: Subscription, ttl: Duration) -> Arc<Self> {
+        let cache = Arc::new(RouteCache {
             store,
             ttl,
             entries: RwLock::default(),
+            fetching: Mutex::default(),
             epoch: AtomicU64::new(0),
+            notices: notices.progress(),
             retry_at: AtomicU64::new(0),
             start: Instant::now(),
-        })
-    }
-
-    /// Applies the store's change notices to this cache for as long as it lives.
-    pub fn watch_store(self: &Arc<Self>) {
-        let cache = Arc::downgrade(self);
-        self.store.watch(Arc::new(move |change| {
-            if let Some(cache) = cache.upgrade() {
-                cache.apply(change);
-            }
-        }));
+        });
+        tokio::spawn(follow(Arc::downgrade(&cache), notices));
+        cache
     }
 
     /// Expires what a change makes stale.
-    pub fn apply(&self, change: &Change) {
+    pub(crate) fn apply(&self, change: &Change) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
         let mut entries = self.write();
@@ -102,40 +115,15 @@ impl RouteCache {
     /// The route for a normalised host: exact name, then the longest `*.suffix`, then
     /// `$wildcard`. Fails only when the store is unreachable and nothing is known.
     pub async fn resolve(&self, host: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
-        let now = Instant::now();
-        let to_fetch: Vec<&str> = {
-            let entries = self.read();
-            let mut stale = Vec::new();
-            for key in candidates(host) {
-                match entries.get(key) {
-                    Some(e) if e.fresh_until > now => {
-                        if let Some(route) = &e.route {
-                            if stale.is_empty() {
-                                telemetry::cache_lookup(true);
-                                return Ok(Some(route.clone()));
-                            }
-                            break;
-                        }
-                    }
-                    _ => stale.push(key),
-                }
-            }
-            if stale.is_empty() {
+        let stale = match self.stale_keys(host, true) {
+            Ok(hit) => {
                 telemetry::cache_lookup(true);
-                return Ok(None);
+                return Ok(hit);
             }
-            stale
+            Err(stale) => stale,
         };
         telemetry::cache_lookup(false);
-        let fetched = if self.may_ask_store() {
-            let fetched = self.refresh(&to_fetch).await;
-            self.record(&fetched);
-            fetched
-        } else {
-            // Turned away by the gate: this lookup never reached the store, so it says
-            // nothing about the store and leaves the gate as it is.
-            Err(StoreError::Unavailable)
-        };
+        let fetched = self.fetch(&stale).await;
         // After a failed fetch, stale entries are the last known good answer; only a
         // host with nothing known at all gets the outage as its answer.
         let entries = self.read();
@@ -153,6 +141,114 @@ impl RouteCache {
             Err(e) if unknown => Err(e),
             _ => Ok(None),
         }
+    }
+
+    /// Every route that may answer for `host` but the catch-all, most specific first,
+    /// each made fresh (or, with the store unreachable, as last known): what a TLS
+    /// handshake chooses its certificate from.
+    pub(crate) async fn routes_for<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> impl Iterator<Item = Arc<Resolved>> + 'a {
+        if let Err(stale) = self.stale_keys(host, false) {
+            // A failure leaves what is known to answer.
+            let _ = self.fetch(&stale).await;
+        }
+        candidates(host)
+            .filter(|key| *key != WILDCARD)
+            .filter_map(|key| self.read().get(key)?.route.clone())
+    }
+
+    /// The stored certificates of `sources`, unless the store is known to be down.
+    pub(crate) async fn certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<CertificatePem>>, StoreError> {
+        if !self.may_ask_store() {
+            return Err(StoreError::Unavailable);
+        }
+        let fetched = self.store.certificates(sources).await;
+        self.record(fetched.as_ref().map(|_| ()));
+        fetched
+    }
+
+    /// `Ok` with the answer when every key `host` needs is fresh (with `first`, up to the
+    /// first route), else the keys to fetch. Nothing is fresh while notices are waiting
+    /// to be applied: a writer reads its own write.
+    fn stale_keys<'h>(
+        &self,
+        host: &'h str,
+        first: bool,
+    ) -> Result<Option<Arc<Resolved>>, Vec<&'h str>> {
+        let now = Instant::now();
+        let trusted = !self.notices.behind();
+        let entries = self.read();
+        let mut stale = Vec::new();
+        for key in candidates(host) {
+            match entries.get(key) {
+                Some(e) if trusted && e.fresh_until > now => {
+                    if let Some(route) = &e.route
+                        && first
+                    {
+                        if stale.is_empty() {
+                            return Ok(Some(route.clone()));
+                        }
+                        break;
+                    }
+                }
+                _ => stale.push(key),
+            }
+        }
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        Err(stale)
+    }
+
+    /// Fetches `keys`, but those another lookup is fetching already: their answer is
+    /// waited for instead. `Err` if the store did not answer for any of them.
+    async fn fetch(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let (outcome, _) = watch::channel(None);
+        let mut mine = Vec::with_capacity(keys.len());
+        let mut theirs = Vec::new();
+        {
+            let mut fetching = lock(&self.fetching);
+            for key in keys {
+                match fetching.get(*key) {
+                    Some(other) => theirs.push(other.clone()),
+                    None => {
+                        fetching.insert((*key).to_owned(), outcome.subscribe());
+                        mine.push(*key);
+                    }
+                }
+            }
+        }
+        let mut result = Ok(());
+        if !mine.is_empty() {
+            // Removes the keys however this ends (a client that went away drops it);
+            // the waiters then see the outcome, or a fetch that never finished.
+            let _done = Fetching(self, &mine);
+            result = if self.may_ask_store() {
+                let fetched = self.refresh(&mine).await;
+                self.record(fetched.as_ref().map(|_| ()));
+                fetched
+            } else {
+                // Turned away by the gate: this lookup never reached the store, so it
+                // says nothing about the store and leaves the gate as it is.
+                Err(StoreError::Unavailable)
+            };
+            outcome.send_replace(Some(result.is_ok()));
+        }
+        for mut other in theirs {
+            let answered = matches!(
+                other.wait_for(Option::is_some).await.as_deref(),
+                Ok(Some(true))
+            );
+            if !answered && result.is_ok() {
+                result = Err(StoreError::Unavailable);
+            }
+        }
+        result
     }
 
     /// Whether this lookup may call the store. The gate is open unless a store call
@@ -181,7 +277,7 @@ impl RouteCache {
     }
 
     /// Opens the gate after a store call that answered, closes it after one that failed.
-    fn record(&self, fetched: &Result<(), StoreError>) {
+    fn record(&self, fetched: Result<(), &StoreError>) {
         match fetched {
             Ok(()) => {
                 if self.retry_at.load(Ordering::Relaxed) != 0
@@ -218,12 +314,13 @@ impl RouteCache {
             }
         }
         for (key, route) in keys.iter().zip(routes) {
+            let previous = entries.get(*key).and_then(|e| e.route.as_ref());
             let route = route.map(|route| {
-                let upstream = Upstream::parse(&route.target).ok();
                 Arc::new(Resolved {
+                    upstream: Upstream::parse(&route.target).ok(),
                     route,
-                    upstream,
                     metrics: OnceLock::new(),
+                    certificate: Slot::after(previous.map(|p| p.certificate())),
                 })
             });
             entries.insert((*key).to_owned(), Entry { route, fresh_until });
@@ -245,9 +342,33 @@ impl RouteCache {
     }
 }
 
+/// The keys of one fetch, taken out of [`RouteCache::fetching`] when it ends.
+struct Fetching<'a>(&'a RouteCache, &'a [&'a str]);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        let mut fetching = lock(&self.0.fetching);
+        for key in self.1 {
+            fetching.remove(*key);
+        }
+    }
+}
+
+/// Applies `notices` to the cache until either is gone.
+async fn follow(cache: std::sync::Weak<RouteCache>, mut notices: Subscription) {
+    while let Some(change) = notices.next().await {
+        let Some(cache) = cache.upgrade() else { return };
+        cache.apply(&change);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The keys that may answer for a host, most specific first. A `*.suffix` source is
 /// kept under `.suffix`, a slice of the host itself, so a cache hit allocates nothing.
-pub(super) fn candidates(host: &str) -> impl Iterator<Item = &str> {
+fn candidates(host: &str) -> impl Iterator<Item = &str> {
     std::iter::once(host)
         .chain(host.match_indices('.').map(|(i, _)| &host[i..]))
         .chain(std::iter::once(WILDCARD))
@@ -262,7 +383,7 @@ fn cache_key(source: &str) -> &str {
 }
 
 /// The stored source of a cache key (`.a.com` → `*.a.com`).
-pub(super) fn source_of(key: &str) -> String {
+fn source_of(key: &str) -> String {
     if key.starts_with('.') {
         format!("*{key}")
     } else {
@@ -274,7 +395,7 @@ pub(super) fn source_of(key: &str) -> String {
 mod tests {
     use super::*;
     use crate::route::Settings;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Writer};
 
     fn route(source: &str, target: &str) -> Route {
         Route::new(source, target, Settings::default()).unwrap()
@@ -299,7 +420,7 @@ mod tests {
         ] {
             store.put(&route(s, t)).await.unwrap();
         }
-        let cache = RouteCache::new(store, Duration::from_secs(60));
+        let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
         assert_eq!(
             target_of(&cache, "a.example.com").await.as_deref(),
             Some("http://exact")
@@ -321,7 +442,9 @@ mod tests {
     #[tokio::test]
     async fn notices_expire_entries_at_once() {
         let store = Arc::new(MemoryStore::default());
-        let cache = RouteCache::new(store.clone(), Duration::from_secs(3600));
+        // Notices from a store nobody writes: only the ones applied by hand arrive.
+        let silent = MemoryStore::default().subscribe();
+        let cache = RouteCache::new(store.clone(), silent, Duration::from_secs(3600));
         assert_eq!(target_of(&cache, "n.test").await, None);
         store.put(&route("n.test", "one")).await.unwrap();
         // Without the notice, the negative answer would be trusted for an hour.
@@ -338,5 +461,76 @@ mod tests {
             target_of(&cache, "n.test").await.as_deref(),
             Some("http://wild")
         );
+    }
+
+    /// A store that counts fetches and holds each until it is let go.
+    struct Held {
+        inner: MemoryStore,
+        fetches: AtomicU64,
+        open: watch::Sender<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl RouteStore for Held {
+        async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
+            self.inner.fetch(sources).await
+        }
+        async fn list(&self) -> Result<Vec<Route>, StoreError> {
+            self.inner.list().await
+        }
+        async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
+            self.inner.write(route, by).await
+        }
+        async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
+            self.inner.remove(source, by).await
+        }
+        async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.owners().await
+        }
+        async fn certificates(
+            &self,
+            sources: &[&str],
+        ) -> Result<Vec<Option<CertificatePem>>, StoreError> {
+            self.inner.certificates(sources).await
+        }
+        async fn set_certificate(
+            &self,
+            source: &str,
+            pem: Option<&CertificatePem>,
+            owner: &str,
+        ) -> Result<(), StoreError> {
+            self.inner.set_certificate(source, pem, owner).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn subscribe(&self) -> Subscription {
+            self.inner.subscribe()
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_on_one_host_make_one_store_call() {
+        let store = Arc::new(Held {
+            inner: MemoryStore::default(),
+            fetches: AtomicU64::new(0),
+            open: watch::channel(false).0,
+        });
+        store.put(&route("busy.test", "one")).await.unwrap();
+        let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
+        let lookups =
+            futures_util::future::join_all((0..50).map(|_| target_of(&cache, "busy.test")));
+        let release = async {
+            // Every lookup has been polled (the first one is in the store) before this runs.
+            while store.fetches.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+            store.open.send_replace(true);
+        };
+        let (targets, ()) = tokio::join!(lookups, release);
+        assert!(targets.iter().all(|t| t.as_deref() == Some("http://one")));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 1);
     }
 }

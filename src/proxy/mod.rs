@@ -48,8 +48,8 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy reading `store`, with its change-notice listener running.
     pub fn new(store: Arc<dyn RouteStore>, args: ProxyArgs) -> Result<Arc<Proxy>, ClientError> {
-        let cache = RouteCache::new(store, args.cache_ttl);
-        cache.watch_store();
+        let notices = store.subscribe();
+        let cache = RouteCache::new(store, notices, args.cache_ttl);
         let forwarder = Forwarder::new(
             args.upstream_connect_timeout,
             args.upstream_response_timeout,
@@ -61,6 +61,11 @@ impl Proxy {
             log: AccessLog::new(args.access_log),
             args,
         }))
+    }
+
+    /// The routes this proxy serves, which also hold their certificates.
+    pub fn routes(&self) -> &Arc<RouteCache> {
+        &self.cache
     }
 
     /// Answers one request that arrived from `peer` on a listener of scheme `listener`.

@@ -1,6 +1,7 @@
 //! The embedded store: routes in this process's memory, for running without Redis.
 
-use super::{CertificatePem, Change, RouteStore, StoreError, Watcher, Watchers, Writer};
+use super::notice::Notices;
+use super::{CertificatePem, Change, RouteStore, StoreError, Subscription, Writer};
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::RwLock;
 #[derive(Default)]
 pub struct MemoryStore {
     routes: RwLock<HashMap<String, Stored>>,
-    watchers: Watchers,
+    notices: Notices,
 }
 
 #[derive(Clone)]
@@ -32,7 +33,7 @@ impl MemoryStore {
     }
 
     fn announce(&self, source: &str) {
-        self.watchers.notify(&Change::route(source));
+        self.notices.send(Change::route(source));
     }
 }
 
@@ -130,7 +131,7 @@ impl RouteStore for MemoryStore {
         Ok(())
     }
 
-    fn watch(&self, watcher: Watcher) {
-        self.watchers.add(watcher);
+    fn subscribe(&self) -> Subscription {
+        self.notices.subscribe()
     }
 }

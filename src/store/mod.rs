@@ -2,40 +2,15 @@
 //! controller) write through it, so every write also raises a change notice.
 
 mod memory;
+mod notice;
 mod redis;
 
 pub use self::memory::MemoryStore;
+pub use self::notice::{Change, Progress, Subscription};
 pub use self::redis::{RedisConfig, RedisStore};
 
 use crate::route::Route;
 use async_trait::async_trait;
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
-
-/// A change a store reports to the proxies reading it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// The route for this source was written or deleted; `written_at` is when, by the
-    /// writer's clock, for notices that crossed from another process.
-    Route {
-        /// The route's source.
-        source: String,
-        /// When the change was written, if the notice says.
-        written_at: Option<SystemTime>,
-    },
-    /// Notices may have been missed (e.g. after a reconnect): anything may have changed.
-    Resync,
-}
-
-impl Change {
-    /// A change of `source` notified within this process.
-    pub fn route(source: impl Into<String>) -> Change {
-        Change::Route {
-            source: source.into(),
-            written_at: None,
-        }
-    }
-}
 
 /// A certificate chain and its private key, PEM-encoded, as a `kubernetes.io/tls`
 /// Secret holds them.
@@ -107,9 +82,9 @@ pub trait RouteStore: Send + Sync + 'static {
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Calls `watcher` with every change notice, from this process's writers (before
-    /// `put` or `delete` returns) and from other processes (as soon as Redis delivers it).
-    fn watch(&self, watcher: Watcher);
+    /// Every change notice from now on: one per write, from this process's writers (sent
+    /// before the write returns) and from other processes (as soon as Redis delivers it).
+    fn subscribe(&self) -> Subscription;
 
     /// One route, if it exists.
     async fn get(&self, source: &str) -> Result<Option<Route>, StoreError> {
@@ -194,30 +169,6 @@ impl Writer<'_> {
         match self {
             Writer::TakeOver { from, .. } => Some(from),
             _ => None,
-        }
-    }
-}
-
-/// A change-notice callback; it runs on the notifying task, so it must not block.
-pub type Watcher = Arc<dyn Fn(&Change) + Send + Sync>;
-
-/// The watchers of one store.
-#[derive(Clone, Default)]
-pub struct Watchers(Arc<RwLock<Vec<Watcher>>>);
-
-impl Watchers {
-    /// Adds a watcher.
-    pub fn add(&self, watcher: Watcher) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(watcher);
-    }
-
-    /// Tells every watcher about `change`.
-    pub fn notify(&self, change: &Change) {
-        for watcher in self.0.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            watcher(change);
         }
     }
 }

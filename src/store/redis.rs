@@ -5,13 +5,15 @@
 //! `<prefix>:events`, on which the source is published by the same atomic script as the
 //! write, so a reader never sees the notice without the data.
 
-use super::{CertificatePem, Change, RouteStore, StoreError, Watcher, Watchers, Writer};
+use super::notice::Notices;
+use super::{CertificatePem, Change, RouteStore, StoreError, Subscription, Writer};
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushKind, Value};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 
@@ -122,7 +124,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    watchers: Watchers,
+    notices: Arc<Notices>,
     subscriber: JoinHandle<()>,
 }
 
@@ -131,14 +133,14 @@ impl RedisStore {
     /// serve what it can) while Redis is down; it connects and subscribes on its own.
     pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.connection_info()?)?;
-        let watchers = Watchers::default();
+        let notices = Arc::new(Notices::default());
         let channel = format!("{}:events", config.prefix);
-        let notices = notice_handler(channel.clone(), watchers.clone());
+        let handler = notice_handler(channel.clone(), notices.clone());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
             .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(notices)
+            .set_push_sender(handler)
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
         let subscriber = tokio::spawn(keep_subscribed(conn.clone(), channel));
@@ -146,7 +148,7 @@ impl RedisStore {
             conn,
             prefix: config.prefix.clone(),
             timeout: config.timeout,
-            watchers,
+            notices,
             subscriber,
         })
     }
@@ -295,10 +297,10 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        refusal(&outcome)?;
-        // This process's readers learn of it before the writer gets its answer.
-        self.watchers.notify(&Change::route(route.source.as_str()));
-        Ok(())
+        // The script's PUBLISH reaches this connection's subscription before the
+        // script's answer does, so this process's readers hear of the write (once) before
+        // the writer gets its answer.
+        refusal(&outcome)
     }
 
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
@@ -325,7 +327,6 @@ impl RouteStore for RedisStore {
                 }
             },
         };
-        self.watchers.notify(&Change::route(source));
         Ok(deleted)
     }
 
@@ -372,9 +373,7 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        refusal(&outcome)?;
-        self.watchers.notify(&Change::route(source));
-        Ok(())
+        refusal(&outcome)
     }
 
     async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -401,8 +400,8 @@ impl RouteStore for RedisStore {
             .await
     }
 
-    fn watch(&self, watcher: Watcher) {
-        self.watchers.add(watcher);
+    fn subscribe(&self) -> Subscription {
+        self.notices.subscribe()
     }
 }
 
@@ -486,10 +485,10 @@ fn parse_notice(payload: &str) -> Change {
 
 /// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
 /// notice takes effect the moment it arrives. A (re)subscription or a lost connection
-/// means notices may have been missed, so watchers are told to resync.
+/// means notices may have been missed, so subscribers are told to resync.
 fn notice_handler(
     channel: String,
-    watchers: Watchers,
+    notices: Arc<Notices>,
 ) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
     move |push| {
         let change = match push.kind {
@@ -510,7 +509,7 @@ fn notice_handler(
             }
             _ => return Ok(()),
         };
-        watchers.notify(&change);
+        notices.send(change);
         Ok(())
     }
 }
