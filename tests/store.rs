@@ -101,6 +101,38 @@ async fn every_store_on_the_same_redis_hears_every_write() {
     .await;
 }
 
+/// A proxy in the writer's process reads the write at once: the write's own notice has
+/// arrived (once, not also as a local copy) by the time the write returns.
+#[tokio::test]
+async fn a_write_is_announced_once_and_before_it_returns() {
+    use futures_util::FutureExt;
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let mut notices = store.subscribe();
+    let progress = notices.progress();
+    let first = tokio::time::timeout(Duration::from_secs(5), notices.next()).await;
+    assert_eq!(first.unwrap(), Some(Change::Resync), "subscribed");
+    // Asking for the next notice (none yet) marks the resync applied.
+    assert_eq!(notices.next().now_or_never(), None);
+    assert!(!progress.behind());
+
+    store.put(&route("own.test", "t:1")).await.unwrap();
+    assert!(
+        progress.behind(),
+        "the write returned before its notice arrived"
+    );
+    store.put(&route("next.test", "t:1")).await.unwrap();
+    for expected in ["own.test", "next.test"] {
+        match notices.next().await {
+            Some(Change::Route {
+                source,
+                written_at: Some(_),
+            }) => assert_eq!(source, expected),
+            other => panic!("expected the notice of {expected}, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn unreachable_redis_is_an_error_not_an_empty_answer() {
     let mut config = ceryx::store::RedisConfig::new("127.0.0.1", free_port());

@@ -1,75 +1,28 @@
-//! The Redis store, key for key compatible with Ceryx:
-//! `<prefix>:routes:<source>` (string, the target) and `<prefix>:settings:<source>`
-//! (hash: `enforce_https` "1"/"0", `mode`, optional `certificate_path` / `key_path`).
-//! Ours are new keys and a channel: `<prefix>:owners:<source>` (the owning CeryxRoute) and
-//! `<prefix>:events`, on which the source is published by the same atomic script as the
-//! write, so a reader never sees the notice without the data.
+//! The Redis store, shared by every proxy replica and writer: reads and scans here, the
+//! key layout in [`keys`], the atomic writes in [`scripts`], the change notices in
+//! [`subscription`].
+
+mod keys;
+mod scripts;
+mod subscription;
 
 use super::notice::Notices;
-use super::{CertificatePem, Change, RouteStore, StoreError, Subscription, Writer};
+use super::{CertificatePem, RouteStore, StoreError, Subscription, Writer};
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
+use keys::Keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushKind, Value};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, Value};
+use scripts::Outcome;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use subscription::notice;
 use tokio::task::JoinHandle;
-
-/// One route's write, with the ownership check, as one atomic step (KEYS: route,
-/// settings, owner; ARGV: target, owner or "", take unowned "1"/"0", channel, notice,
-/// owner it replaces or "", then the settings' field/value pairs).
-const WRITE: &str = r#"
-local current = redis.call('GET', KEYS[3])
-if current and current ~= ARGV[2] and current ~= ARGV[6] then return 'owned:' .. current end
-if ARGV[2] ~= '' and not current and ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
-  return 'unowned'
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
-if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 'ok'
-"#;
-
-/// One route's delete, with the ownership check (KEYS: route, settings, owner,
-/// certificate; ARGV:
-/// owner or "", channel, notice).
-const REMOVE: &str = r#"
-local current = redis.call('GET', KEYS[3])
-if ARGV[1] == '' then
-  if current then return 'owned:' .. current end
-elseif current ~= ARGV[1] then
-  return 'kept'
-end
-local deleted = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 'deleted:' .. deleted
-"#;
-
-/// A route's stored certificate set (or, without ARGV[4], removed) by its owner (KEYS:
-/// owner, certificate; ARGV: owner, channel, notice, certificate, key).
-const CERTIFICATE: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then return current and ('owned:' .. current) or 'unowned' end
-if ARGV[4] then
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], 'certificate', ARGV[4], 'key', ARGV[5])
-else
-  redis.call('DEL', KEYS[2])
-end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 'ok'
-"#;
 
 /// How many keys one SCAN step and one fetch pipeline handle when listing.
 const BATCH: usize = 500;
-
-/// How often the store checks Redis (and so reconnects and resubscribes) while idle.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where Redis is and how to talk to it (the original `CERYX_REDIS_*` settings).
 #[derive(Debug, Clone)]
@@ -122,7 +75,7 @@ impl RedisConfig {
 /// Routes in Redis, shared by every proxy replica and writer.
 pub struct RedisStore {
     conn: ConnectionManager,
-    prefix: String,
+    keys: Keys,
     timeout: Duration,
     notices: Arc<Notices>,
     subscriber: JoinHandle<()>,
@@ -134,8 +87,9 @@ impl RedisStore {
     pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(config.connection_info()?)?;
         let notices = Arc::new(Notices::default());
-        let channel = format!("{}:events", config.prefix);
-        let handler = notice_handler(channel.clone(), notices.clone());
+        let keys = Keys::new(&config.prefix);
+        let channel = keys.channel();
+        let handler = subscription::notice_handler(channel.clone(), notices.clone());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -143,26 +97,14 @@ impl RedisStore {
             .set_push_sender(handler)
             .set_automatic_resubscription();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        let subscriber = tokio::spawn(keep_subscribed(conn.clone(), channel));
+        let subscriber = tokio::spawn(subscription::keep_subscribed(conn.clone(), channel));
         Ok(RedisStore {
             conn,
-            prefix: config.prefix.clone(),
+            keys,
             timeout: config.timeout,
             notices,
             subscriber,
         })
-    }
-
-    fn route_key(&self, source: &str) -> String {
-        format!("{}:routes:{source}", self.prefix)
-    }
-
-    fn settings_key(&self, source: &str) -> String {
-        format!("{}:settings:{source}", self.prefix)
-    }
-
-    fn owner_key(&self, source: &str) -> String {
-        format!("{}:owners:{source}", self.prefix)
     }
 
     /// Every key starting with `key_prefix` (SCAN, never KEYS), without duplicates.
@@ -190,14 +132,6 @@ impl RedisStore {
         keys.sort();
         keys.dedup();
         Ok(keys)
-    }
-
-    fn certificate_key(&self, source: &str) -> String {
-        format!("{}:certs:{source}", self.prefix)
-    }
-
-    fn channel(&self) -> String {
-        format!("{}:events", self.prefix)
     }
 
     /// Runs one Redis call under the store's timeout: a reconnecting connection must
@@ -232,8 +166,8 @@ impl RouteStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for source in sources {
-            pipe.get(self.route_key(source))
-                .hgetall(self.settings_key(source));
+            pipe.get(self.keys.route(source))
+                .hgetall(self.keys.settings(source));
         }
         let mut conn = self.conn.clone();
         let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
@@ -249,7 +183,7 @@ impl RouteStore for RedisStore {
     }
 
     async fn list(&self) -> Result<Vec<Route>, StoreError> {
-        let key_prefix = self.route_key("");
+        let key_prefix = self.keys.route("");
         let keys = self.scan(&key_prefix).await?;
         let sources: Vec<&str> = keys
             .iter()
@@ -267,11 +201,11 @@ impl RouteStore for RedisStore {
     async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
         let settings = &route.settings;
         let mut call = redis::cmd("EVAL");
-        call.arg(WRITE)
+        call.arg(scripts::WRITE)
             .arg(3)
-            .arg(self.route_key(&route.source))
-            .arg(self.settings_key(&route.source))
-            .arg(self.owner_key(&route.source))
+            .arg(self.keys.route(&route.source))
+            .arg(self.keys.settings(&route.source))
+            .arg(self.keys.owner(&route.source))
             .arg(&route.target)
             .arg(by.owner().unwrap_or(""))
             .arg(matches!(
@@ -281,7 +215,7 @@ impl RouteStore for RedisStore {
                     ..
                 } | Writer::TakeOver { .. }
             ) as u8)
-            .arg(self.channel())
+            .arg(self.keys.channel())
             .arg(notice(&route.source))
             .arg(by.replaces().unwrap_or(""))
             .arg("enforce_https")
@@ -300,34 +234,23 @@ impl RouteStore for RedisStore {
         // The script's PUBLISH reaches this connection's subscription before the
         // script's answer does, so this process's readers hear of the write (once) before
         // the writer gets its answer.
-        refusal(&outcome)
+        scripts::outcome(&outcome).map(drop)
     }
 
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
         let mut call = redis::cmd("EVAL");
-        call.arg(REMOVE)
+        call.arg(scripts::REMOVE)
             .arg(4)
-            .arg(self.route_key(source))
-            .arg(self.settings_key(source))
-            .arg(self.owner_key(source))
-            .arg(self.certificate_key(source))
+            .arg(self.keys.route(source))
+            .arg(self.keys.settings(source))
+            .arg(self.keys.owner(source))
+            .arg(self.keys.certificate(source))
             .arg(by.owner().unwrap_or(""))
-            .arg(self.channel())
+            .arg(self.keys.channel())
             .arg(notice(source));
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        let deleted = match outcome.as_str() {
-            "kept" => return Ok(false),
-            other => match other.strip_prefix("deleted:") {
-                Some(n) => n != "0",
-                None => {
-                    return Err(StoreError::Owned(
-                        other.trim_start_matches("owned:").to_owned(),
-                    ));
-                }
-            },
-        };
-        Ok(deleted)
+        Ok(scripts::outcome(&outcome)? == Outcome::Deleted(true))
     }
 
     async fn certificates(
@@ -339,7 +262,7 @@ impl RouteStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for source in sources {
-            pipe.hgetall(self.certificate_key(source));
+            pipe.hgetall(self.keys.certificate(source));
         }
         let mut conn = self.conn.clone();
         let hashes: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut conn)).await?;
@@ -361,23 +284,23 @@ impl RouteStore for RedisStore {
         owner: &str,
     ) -> Result<(), StoreError> {
         let mut call = redis::cmd("EVAL");
-        call.arg(CERTIFICATE)
+        call.arg(scripts::CERTIFICATE)
             .arg(2)
-            .arg(self.owner_key(source))
-            .arg(self.certificate_key(source))
+            .arg(self.keys.owner(source))
+            .arg(self.keys.certificate(source))
             .arg(owner)
-            .arg(self.channel())
+            .arg(self.keys.channel())
             .arg(notice(source));
         if let Some(pem) = pem {
             call.arg(&pem.certificate).arg(&pem.key);
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        refusal(&outcome)
+        scripts::outcome(&outcome).map(drop)
     }
 
     async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let key_prefix = self.owner_key("");
+        let key_prefix = self.keys.owner("");
         let keys = self.scan(&key_prefix).await?;
         let mut owners = Vec::with_capacity(keys.len());
         let mut conn = self.conn.clone();
@@ -446,87 +369,4 @@ fn escape_glob(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// The ownership verdict of a write script: `ok`, `unowned` or `owned:<owner>`.
-fn refusal(outcome: &str) -> Result<(), StoreError> {
-    match outcome {
-        "ok" => Ok(()),
-        "unowned" => Err(StoreError::Unowned),
-        other => Err(StoreError::Owned(
-            other.trim_start_matches("owned:").to_owned(),
-        )),
-    }
-}
-
-/// A change notice's payload: the source, then when it was written (microseconds since
-/// the Unix epoch, by the writer's clock) for the propagation-delay metric.
-fn notice(source: &str) -> String {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    format!("{source} {micros}")
-}
-
-/// Reads a payload of [`notice`]; a bare source (older writers) has no time.
-fn parse_notice(payload: &str) -> Change {
-    let timed = payload.rsplit_once(' ').and_then(|(source, micros)| {
-        let micros: u64 = micros.parse().ok()?;
-        Some((source, UNIX_EPOCH + Duration::from_micros(micros)))
-    });
-    match timed {
-        Some((source, at)) => Change::Route {
-            source: source.to_owned(),
-            written_at: Some(at),
-        },
-        None => Change::route(payload),
-    }
-}
-
-/// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
-/// notice takes effect the moment it arrives. A (re)subscription or a lost connection
-/// means notices may have been missed, so subscribers are told to resync.
-fn notice_handler(
-    channel: String,
-    notices: Arc<Notices>,
-) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
-    move |push| {
-        let change = match push.kind {
-            PushKind::Message => match push.data.as_slice() {
-                [Value::BulkString(ch), Value::BulkString(notice)] if ch == channel.as_bytes() => {
-                    parse_notice(&String::from_utf8_lossy(notice))
-                }
-                _ => return Ok(()),
-            },
-            PushKind::Subscribe => {
-                tracing::info!(%channel, "subscribed to route change notices");
-                Change::Resync
-            }
-            PushKind::Disconnection => {
-                crate::telemetry::store_reconnect();
-                tracing::warn!("lost the connection to redis; serving last known routes");
-                Change::Resync
-            }
-            _ => return Ok(()),
-        };
-        notices.send(change);
-        Ok(())
-    }
-}
-
-/// Subscribes to the notice channel, retrying until Redis is reachable, then pings so
-/// that a dropped connection is re-established (and resubscribed) even without traffic.
-async fn keep_subscribed(mut conn: ConnectionManager, channel: String) {
-    let mut subscribed = false;
-    loop {
-        if !subscribed {
-            match conn.subscribe(&channel).await {
-                Ok(()) => subscribed = true,
-                Err(e) => tracing::debug!(error = %e, "redis not reachable yet"),
-            }
-        } else if let Err(e) = redis::cmd("PING").query_async::<()>(&mut conn).await {
-            tracing::debug!(error = %e, "redis ping failed");
-        }
-        tokio::time::sleep(PING_INTERVAL).await;
-    }
 }

@@ -1,0 +1,41 @@
+//! The key layout, key for key compatible with Ceryx: `<prefix>:routes:<source>`
+//! (string, the target) and `<prefix>:settings:<source>` (hash: `enforce_https`
+//! "1"/"0", `mode`, optional `certificate_path` / `key_path`). Ours are new keys and a
+//! channel: `<prefix>:owners:<source>` (the owning resource), `<prefix>:certs:<source>`
+//! (hash: `certificate`, `key`, from a Kubernetes Secret) and `<prefix>:events`, on
+//! which every write is announced.
+
+/// The keys of one store, under its prefix.
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The target of `source` (all routes: `route("")`, to scan).
+    pub(super) fn route(&self, source: &str) -> String {
+        format!("{}:routes:{source}", self.prefix)
+    }
+
+    pub(super) fn settings(&self, source: &str) -> String {
+        format!("{}:settings:{source}", self.prefix)
+    }
+
+    pub(super) fn owner(&self, source: &str) -> String {
+        format!("{}:owners:{source}", self.prefix)
+    }
+
+    pub(super) fn certificate(&self, source: &str) -> String {
+        format!("{}:certs:{source}", self.prefix)
+    }
+
+    /// The channel change notices are published on.
+    pub(super) fn channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+}

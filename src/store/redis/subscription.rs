@@ -1,0 +1,84 @@
+//! The change-notice subscription: one `<prefix>:events` channel on the store's own
+//! connection, kept subscribed across reconnects, its messages turned into notices.
+
+use crate::store::Change;
+use crate::store::notice::Notices;
+use redis::aio::ConnectionManager;
+use redis::{PushKind, Value};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the store checks Redis (and so reconnects and resubscribes) while idle.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A change notice's payload: the source, then when it was written (microseconds since
+/// the Unix epoch, by the writer's clock) for the propagation-delay metric.
+pub(super) fn notice(source: &str) -> String {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{source} {micros}")
+}
+
+/// Reads a payload of [`notice`]; a bare source (older writers) has no time.
+fn parse_notice(payload: &str) -> Change {
+    let timed = payload.rsplit_once(' ').and_then(|(source, micros)| {
+        let micros: u64 = micros.parse().ok()?;
+        Some((source, UNIX_EPOCH + Duration::from_micros(micros)))
+    });
+    match timed {
+        Some((source, at)) => Change::Route {
+            source: source.to_owned(),
+            written_at: Some(at),
+        },
+        None => Change::route(payload),
+    }
+}
+
+/// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
+/// notice takes effect the moment it arrives. A (re)subscription or a lost connection
+/// means notices may have been missed, so subscribers are told to resync.
+pub(super) fn notice_handler(
+    channel: String,
+    notices: Arc<Notices>,
+) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
+    move |push| {
+        let change = match push.kind {
+            PushKind::Message => match push.data.as_slice() {
+                [Value::BulkString(ch), Value::BulkString(notice)] if ch == channel.as_bytes() => {
+                    parse_notice(&String::from_utf8_lossy(notice))
+                }
+                _ => return Ok(()),
+            },
+            PushKind::Subscribe => {
+                tracing::info!(%channel, "subscribed to route change notices");
+                Change::Resync
+            }
+            PushKind::Disconnection => {
+                crate::telemetry::store_reconnect();
+                tracing::warn!("lost the connection to redis; serving last known routes");
+                Change::Resync
+            }
+            _ => return Ok(()),
+        };
+        notices.send(change);
+        Ok(())
+    }
+}
+
+/// Subscribes to the notice channel, retrying until Redis is reachable, then pings so
+/// that a dropped connection is re-established (and resubscribed) even without traffic.
+pub(super) async fn keep_subscribed(mut conn: ConnectionManager, channel: String) {
+    let mut subscribed = false;
+    loop {
+        if !subscribed {
+            match conn.subscribe(&channel).await {
+                Ok(()) => subscribed = true,
+                Err(e) => tracing::debug!(error = %e, "redis not reachable yet"),
+            }
+        } else if let Err(e) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+            tracing::debug!(error = %e, "redis ping failed");
+        }
+        tokio::time::sleep(PING_INTERVAL).await;
+    }
+}
