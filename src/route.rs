@@ -61,37 +61,67 @@ impl Mode {
     }
 }
 
-/// Why a route was refused; each names the field at fault.
+impl std::str::FromStr for Mode {
+    type Err = RouteError;
+
+    /// The words [`Mode::as_str`] gives, exactly.
+    fn from_str(s: &str) -> Result<Mode, RouteError> {
+        match s {
+            "proxy" => Ok(Mode::Proxy),
+            "redirect" => Ok(Mode::Redirect),
+            _ => Err(RouteError::InvalidMode(s.to_owned())),
+        }
+    }
+}
+
+/// Why a route (or one of its fields) was refused. The message describes the value;
+/// [`RouteError::field`] says which field it was, so that each caller can name it in
+/// its own terms (an API error key, a CeryxRoute's `spec.` path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// The source is not a host name, `*.suffix` pattern or `$wildcard`.
-    #[error("source {0:?} is not a host name, a *.suffix pattern or $wildcard")]
+    #[error("{0:?} is not a host name, a *.suffix pattern or $wildcard")]
     InvalidSource(String),
-    /// The target is not an http(s) URL with a host.
-    #[error("target {0:?} is not an http:// or https:// URL with a host")]
+    /// The target (as normalised) is not an http(s) URL with a host.
+    #[error("{0:?} is not an http:// or https:// URL with a host")]
     InvalidTarget(String),
+    /// The mode is not one of [`Mode`]'s words.
+    #[error("{0:?} is not a mode (proxy or redirect)")]
+    InvalidMode(String),
+}
+
+/// A field of a route, as [`RouteError::field`] names it (an enum, so that a caller
+/// mapping fields to its own names misses none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// [`Route::source`].
+    Source,
+    /// [`Route::target`].
+    Target,
+    /// [`Settings::mode`].
+    Mode,
 }
 
 impl RouteError {
     /// The route field the error is about.
-    pub fn field(&self) -> &'static str {
+    pub fn field(&self) -> Field {
         match self {
-            RouteError::InvalidSource(_) => "source",
-            RouteError::InvalidTarget(_) => "target",
+            RouteError::InvalidSource(_) => Field::Source,
+            RouteError::InvalidTarget(_) => Field::Target,
+            RouteError::InvalidMode(_) => Field::Mode,
         }
     }
 }
 
 impl Route {
     /// Builds a validated route: the source is normalised like a request host, the
-    /// target gets `http://` when it has no scheme.
+    /// target gets `http://` when it has no scheme. The REST API checks each field with
+    /// the same functions ([`normalize_source`], [`validate_target`]), to report every
+    /// bad one at once.
     pub fn new(source: &str, target: &str, settings: Settings) -> Result<Route, RouteError> {
-        let source = normalize_source(source)?;
-        let target = normalize_target(target);
-        Upstream::parse(&target).map_err(|_| RouteError::InvalidTarget(target.clone()))?;
         Ok(Route {
-            source,
-            target,
+            source: normalize_source(source)?,
+            target: validate_target(target)?,
             settings,
         })
     }
@@ -123,6 +153,14 @@ pub fn normalize_target(target: &str) -> String {
     } else {
         format!("http://{target}")
     }
+}
+
+/// A target normalised by [`normalize_target`] and checked to be one the proxy can
+/// forward to (or redirect to).
+pub fn validate_target(target: &str) -> Result<String, RouteError> {
+    let target = normalize_target(target);
+    Upstream::parse(&target)?;
+    Ok(target)
 }
 
 /// The host a request is for: lower-cased, without port or trailing dot.
@@ -177,11 +215,6 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
-/// A target that cannot be forwarded to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("target is not an http:// or https:// URL with a host")]
-pub struct InvalidTarget;
-
 /// A target split for forwarding: `scheme://authority` and a path prefix without its
 /// trailing `/`, so the request URI can be appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,14 +228,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses a target URL (with scheme, as stored after [`normalize_target`]).
-    pub fn parse(target: &str) -> Result<Upstream, InvalidTarget> {
-        let uri: http::Uri = normalize_target(target)
-            .parse()
-            .map_err(|_| InvalidTarget)?;
+    /// Parses a target URL (normalised by [`normalize_target`] first); the error is
+    /// [`RouteError::InvalidTarget`].
+    pub fn parse(target: &str) -> Result<Upstream, RouteError> {
+        let target = normalize_target(target);
+        let invalid = || RouteError::InvalidTarget(target.clone());
+        let uri: http::Uri = target.parse().map_err(|_| invalid())?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
         else {
-            return Err(InvalidTarget);
+            return Err(invalid());
         };
         let a = authority.as_str();
         // Rejects user info, an empty port and `http://ftp://x` (a foreign scheme that
@@ -212,7 +246,7 @@ impl Upstream {
             || a.ends_with(':')
             || uri.path().starts_with("//")
         {
-            return Err(InvalidTarget);
+            return Err(invalid());
         }
         let mut prefix = uri.path().to_owned();
         if prefix.ends_with('/') {
@@ -306,5 +340,28 @@ mod tests {
         assert!(normalize_source("").is_err());
         assert!(Route::new("a.com", "ftp://x", Settings::default()).is_err());
         assert!(Route::new("a.com", "http://", Settings::default()).is_err());
+    }
+
+    #[test]
+    fn each_refusal_names_its_field_and_value() {
+        let source = Route::new("a b", "x", Settings::default()).unwrap_err();
+        assert_eq!(source, RouteError::InvalidSource("a b".into()));
+        assert_eq!(source.field(), Field::Source);
+        let target = Route::new("a.com", "ftp://x", Settings::default()).unwrap_err();
+        // The value as normalised: what the proxy would have been given.
+        assert_eq!(target, RouteError::InvalidTarget("http://ftp://x".into()));
+        assert_eq!(target.field(), Field::Target);
+        assert_eq!(
+            Upstream::parse("http://u@x"),
+            Err(RouteError::InvalidTarget("http://u@x".into()))
+        );
+        assert_eq!(validate_target(" b:1 ").unwrap(), "http://b:1");
+        assert_eq!("redirect".parse(), Ok(Mode::Redirect));
+        let mode = "Proxy".parse::<Mode>().unwrap_err();
+        assert_eq!(mode.field(), Field::Mode);
+        assert_eq!(
+            mode.to_string(),
+            r#""Proxy" is not a mode (proxy or redirect)"#
+        );
     }
 }

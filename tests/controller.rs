@@ -377,6 +377,64 @@ async fn a_missing_service_routes_nothing_until_it_appears() {
 }
 
 #[tokio::test]
+async fn an_invalid_spec_names_the_field_in_its_status_and_event() {
+    let redis = RedisServer::start().await;
+    let store: Arc<dyn RouteStore> = redis.store();
+    // What the CRD schema would refuse, reaching the controller anyway (a CRD installed
+    // before a rule, or the schema bypassed): the status must say what to fix.
+    let cases = [
+        (
+            json!({"source": "not a host", "target": {"url": "http://web:80"}}),
+            r#"spec.source: "not a host" is not a host name, a *.suffix pattern or $wildcard"#,
+        ),
+        (
+            json!({"source": "web.example.com", "target": {"url": "ftp://files"}}),
+            r#"spec.target.url: "http://ftp://files" is not an http:// or https:// URL with a host"#,
+        ),
+        (
+            json!({"source": "web.example.com", "target": {"service": {"name": "Store Front", "port": 80}}}),
+            r#"spec.target.service: "http://Store Front.shop.svc.cluster.local:80" is not"#,
+        ),
+        (
+            json!({"source": "web.example.com", "target": {}}),
+            "spec.target: needs exactly one of url or service",
+        ),
+    ];
+    for (spec, message) in cases {
+        // A controller of its own each: a recorder publishes a repeat of a reason as a
+        // count on its first Event, with the first note. The Service exists: only its
+        // name is wrong as a host.
+        let (ctx, mut api, _watches) = setup_with(store.clone(), "ceryx", &["Store Front"], &[]);
+        let obj = resource(spec, true, false);
+        let api_server = async {
+            let status = expect(&mut api, Method::PATCH, STATUS, &obj).await;
+            (status, expect_event(&mut api).await)
+        };
+        let (result, (status, event)) =
+            tokio::join!(reconcile(Arc::new(obj.clone()), ctx), api_server);
+        // Only an edit of the spec can help: no retry.
+        assert_eq!(result.unwrap(), Action::await_change());
+        for type_ in ["Accepted", "ResolvedRefs", "Programmed"] {
+            assert_eq!(
+                verdict(&status, type_),
+                ("False", "InvalidSpec"),
+                "{status}"
+            );
+            let said = condition(&status, type_)["message"].as_str().unwrap();
+            assert!(said.starts_with(message), "{said:?} for {message:?}");
+        }
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Warning"), Some("InvalidSpec"))
+        );
+        let note = event["note"].as_str().unwrap();
+        assert!(note.starts_with(message), "{note:?} for {message:?}");
+        assert_eq!(status["status"].get("source"), None, "{status}");
+    }
+    assert_eq!(store.owners().await.unwrap(), owners(&[]));
+}
+
+#[tokio::test]
 async fn a_host_someone_else_holds_is_a_conflict_and_stays_theirs() {
     let redis = RedisServer::start().await;
     let (ctx, mut api, store) = setup(&redis);

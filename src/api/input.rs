@@ -1,8 +1,9 @@
 //! Reading a route from a request body the way Ceryx's API did (non-strict booleans,
 //! explicit `null`s, unknown fields ignored, strings trimmed), but with every problem
-//! reported per field instead of a 500.
+//! reported per field instead of a 500. Only the JSON shapes are judged here; what a
+//! valid source, target or mode is, [`crate::route`] decides.
 
-use crate::route::{Mode, Route, Settings, Upstream, normalize_source, normalize_target};
+use crate::route::{Route, RouteError, Settings, normalize_source, validate_target};
 use serde_json::{Map, Value};
 
 /// Field name → what is wrong with it (`settings` nests its own map).
@@ -26,12 +27,8 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
         Some(source) => source_from(Some(source)),
         None => string(fields.get("source")).and_then(|s| source_from(s.as_deref())),
     };
-    let target = string(fields.get("target")).and_then(|t| {
-        let t = t.ok_or(REQUIRED)?;
-        let t = normalize_target(&t);
-        Upstream::parse(&t).map_err(|_| "Must be an http:// or https:// URL with a host.")?;
-        Ok(t)
-    });
+    let target = string(fields.get("target"))
+        .and_then(|t| validate_target(&t.ok_or(REQUIRED)?).map_err(|e| refusal(&e)));
     let settings = parse_settings(fields.get("settings"));
 
     match (source, target, settings) {
@@ -56,10 +53,19 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
 }
 
 fn source_from(source: Option<&str>) -> Result<String, &'static str> {
-    let source = source.ok_or(REQUIRED)?;
-    normalize_source(source).map_err(
-        |_| "Must be a host name, a *.suffix pattern or $wildcard, at most 253 characters.",
-    )
+    normalize_source(source.ok_or(REQUIRED)?).map_err(|e| refusal(&e))
+}
+
+/// The API's words for a value the route model refused (the field is the key it is
+/// reported under).
+fn refusal(error: &RouteError) -> &'static str {
+    match error {
+        RouteError::InvalidSource(_) => {
+            "Must be a host name, a *.suffix pattern or $wildcard, at most 253 characters."
+        }
+        RouteError::InvalidTarget(_) => "Must be an http:// or https:// URL with a host.",
+        RouteError::InvalidMode(_) => "Must be one of: proxy, redirect.",
+    }
 }
 
 /// A trimmed string without NULs; `None` for missing, `null` or blank.
@@ -96,12 +102,15 @@ fn parse_settings(value: Option<&Value>) -> Result<Settings, Value> {
         "mode",
         match string(fields.get("mode")) {
             Ok(None) => Ok(()),
-            Ok(Some(m)) if m == "proxy" => Ok(()),
-            Ok(Some(m)) if m == "redirect" => {
-                settings.mode = Mode::Redirect;
-                Ok(())
+            Ok(Some(m)) => m
+                .parse()
+                .map(|m| settings.mode = m)
+                .map_err(|e| refusal(&e)),
+            Err(_) => {
+                // Not a string: refused like an unknown word.
+                let value = fields.get("mode").map(Value::to_string).unwrap_or_default();
+                Err(refusal(&RouteError::InvalidMode(value)))
             }
-            _ => Err("Must be one of: proxy, redirect."),
         },
     );
     field(
@@ -147,6 +156,7 @@ fn boolean(value: Option<&Value>) -> Result<bool, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Mode;
     use serde_json::json;
 
     #[test]

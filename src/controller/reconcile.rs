@@ -5,7 +5,7 @@
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 use super::leader::Leadership;
 use crate::certificate;
-use crate::route::{Route, Settings, normalize_source};
+use crate::route::{Field, Route, Settings, normalize_source};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -267,7 +267,19 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
     };
     let target = target_url(spec, namespace, &ctx.cluster_domain)
         .ok_or_else(|| "spec.target: needs exactly one of url or service".to_owned())?;
-    Route::new(&spec.source, &target, settings).map_err(|e| format!("spec.{}: {e}", e.field()))
+    Route::new(&spec.source, &target, settings)
+        .map_err(|e| format!("{}: {e}", spec_field(spec, e.field())))
+}
+
+/// Where in `spec` a route field comes from, so the status names what to fix.
+fn spec_field(spec: &CeryxRouteSpec, field: Field) -> &'static str {
+    match field {
+        Field::Source => "spec.source",
+        // A Service's DNS name is the target: its name (or port) is what to fix.
+        Field::Target if spec.target.service.is_some() => "spec.target.service",
+        Field::Target => "spec.target.url",
+        Field::Mode => "spec.settings.mode",
+    }
 }
 
 /// Writes back, without asking the API server, the route of every resource of this
