@@ -7,7 +7,7 @@ use ceryx::controller::reconcile::{
     Context, Error, FINALIZER, collect_garbage, error_policy, finalizer_of, reconcile,
 };
 use ceryx::controller::{CeryxRoute, CeryxRouteStatus};
-use ceryx::store::{CertificatePem, RouteStore};
+use ceryx::store::RouteStore;
 use common::*;
 use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -1021,14 +1021,6 @@ fn tls_secret(certificate: &str, key: &str, version: &str) -> Value {
     serde_json::to_value(secret).unwrap()
 }
 
-fn issue(name: &str) -> CertificatePem {
-    let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
-    CertificatePem {
-        certificate: made.cert.pem(),
-        key: made.signing_key.serialize_pem(),
-    }
-}
-
 /// Reconciles `obj` while the API server answers the Secret read, if one is expected,
 /// with `secret` (status and body); returns the status patch.
 async fn reconcile_with_secret(
@@ -1070,7 +1062,7 @@ async fn a_tls_secret_is_stored_for_the_proxies_and_updates_follow_it() {
             .flatten()
     };
 
-    let first = issue("tls.example.com");
+    let (first, _) = issue(&["tls.example.com"]);
     let secret = tls_secret(&first.certificate, &first.key, "1");
     let status = reconcile_with_secret(&obj, &ctx, &mut api, Some((200, secret))).await;
     let programmed = condition(&status, "Programmed");
@@ -1090,7 +1082,7 @@ async fn a_tls_secret_is_stored_for_the_proxies_and_updates_follow_it() {
     assert_eq!(stored().await, Some(first));
 
     // The Secret renewed (cert-manager does this): the next reconcile stores the new pair.
-    let second = issue("tls.example.com");
+    let (second, _) = issue(&["tls.example.com"]);
     watches.secret("web-tls", "2");
     let secret = tls_secret(&second.certificate, &second.key, "2");
     reconcile_with_secret(&obj, &ctx, &mut api, Some((200, secret))).await;
@@ -1103,8 +1095,8 @@ async fn a_missing_or_invalid_secret_is_reported_and_the_route_still_served() {
     let store: Arc<dyn RouteStore> = redis.store();
     let (ctx, mut api, mut watches) = setup_with(store.clone(), "ceryx", &[], &[]);
     let obj = resource(tls_spec(), true, false);
-    let good = issue("tls.example.com");
-    let other = issue("tls.example.com");
+    let (good, _) = issue(&["tls.example.com"]);
+    let (other, _) = issue(&["tls.example.com"]);
     let not_found = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "secrets \"web-tls\" not found", "reason": "NotFound", "code": 404});
     // A Secret the watch never saw is not asked for.

@@ -554,16 +554,17 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
 
 /// An HTTPS upstream with a self-signed certificate for 127.0.0.1, answering "tls".
 async fn tls_upstream() -> std::net::SocketAddr {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let (pem, cert) = issue(&["127.0.0.1"]);
+    let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![CertificateDer::from(cert.cert.der().to_vec())], key)
+    .with_single_cert(vec![cert], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,7 +3,9 @@
 //! chart's RBAC installed, and `ceryx controller` processes running under the chart's
 //! ServiceAccount identity, so that a call the chart does not allow fails the test.
 
-use super::{RedisServer, eventually, free_port};
+use super::poll::eventually;
+use super::port::free_port;
+use super::redis_server::RedisServer;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

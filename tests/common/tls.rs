@@ -1,9 +1,8 @@
-//! TLS clients for the tests: a handshake naming any SNI, the certificate served,
-//! certificates made on the spot, and a request over an established connection.
+//! TLS clients for the tests: a handshake naming any SNI, the certificate served, and a
+//! request over an established connection (certificates come from `certs`).
 
 use bytes::Bytes;
 use ceryx::certificate;
-use ceryx::store::CertificatePem;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -43,17 +42,6 @@ pub fn client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
 
 pub fn leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-}
-
-/// A fresh certificate for `names`: its PEM pair and its DER.
-pub fn issue(names: &[&str]) -> (CertificatePem, CertificateDer<'static>) {
-    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let made = rcgen::generate_simple_self_signed(names).unwrap();
-    let pem = CertificatePem {
-        certificate: made.cert.pem(),
-        key: made.signing_key.serialize_pem(),
-    };
-    (pem, made.cert.der().clone())
 }
 
 /// Sends `GET /` for `host` over an established TLS connection.

@@ -1,0 +1,67 @@
+//! Redis, the routes' store: the server, Ceryx's client to it, and routes written in bulk.
+
+use crate::process::{Processes, wait_listening};
+use ceryx::route::{Route, Settings};
+use ceryx::store::{RedisConfig, RedisStore};
+use std::error::Error;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts `redis-server` on `port` as process `redis`, its files in `dir`.
+pub async fn start(dir: &Path, port: u16, procs: &mut Processes) -> Result<(), std::io::Error> {
+    // Append-only file, so a restart keeps the routes (as a production Redis would).
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()?;
+    procs.add("redis", child);
+    wait_listening(port).await;
+    Ok(())
+}
+
+/// Ceryx's store on the server at `port`.
+pub fn connect(port: u16) -> Arc<RedisStore> {
+    let mut config = RedisConfig::new("127.0.0.1", port);
+    config.timeout = Duration::from_secs(5);
+    Arc::new(RedisStore::connect(&config).expect("redis settings"))
+}
+
+/// Writes `count` routes `h<i>.bench.test` → `target` in Ceryx's layout, pipelined.
+pub async fn load_routes(port: u16, count: usize, target: &str) -> Result<(), Box<dyn Error>> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(5_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.set(format!("ceryx:routes:h{i}.bench.test"), target)
+                .ignore();
+            pipe.hset_multiple(
+                format!("ceryx:settings:h{i}.bench.test"),
+                &[("enforce_https", "0"), ("mode", "proxy")],
+            )
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    Ok(())
+}
+
+/// A route `source` → `target` with default settings.
+pub fn route(source: &str, target: &str) -> Route {
+    Route::new(source, target, Settings::default()).expect("valid bench route")
+}
