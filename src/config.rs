@@ -1,11 +1,13 @@
 //! Settings from command-line flags and `CERYX_*` environment variables (every flag has
 //! both), with the original Ceryx names and defaults.
 
+use crate::proxy;
 use crate::store::RedisConfig;
 use clap::Args;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 /// Where routes are stored.
@@ -82,7 +84,8 @@ pub struct ListenArgs {
 /// while it waits.
 pub const DEFAULT_BACKLOG: u32 = 4096;
 
-/// The operations listener of processes without the REST API.
+/// The ops listener (probes and metrics) of processes without the REST API, and where
+/// metrics go besides.
 #[derive(Debug, Clone, Args)]
 pub struct OpsArgs {
     /// StatsD server (`host:port`, UDP) that receives every metric too; off when unset.
@@ -168,7 +171,19 @@ impl ControllerArgs {
     }
 }
 
-/// How the proxy listens, forwards and caches.
+/// The proxy's defaults, as [`proxy::Config::default`] writes them (the one place).
+static DEFAULT: LazyLock<proxy::Config> = LazyLock::new(proxy::Config::default);
+
+/// A default as clap shows and parses it, made once: clap keeps `&'static str`s.
+macro_rules! shown {
+    ($text:expr) => {{
+        static TEXT: OnceLock<String> = OnceLock::new();
+        TEXT.get_or_init(|| $text).as_str()
+    }};
+}
+
+/// How the proxy listens, forwards and caches. Its defaults are
+/// [`proxy::Config::default`]'s, shown by `--help`.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
     /// Plain-HTTP listen address.
@@ -186,58 +201,68 @@ pub struct ProxyArgs {
     pub ssl_default_key: Option<PathBuf>,
     /// How long a cached route is trusted without a change notice (catches routes
     /// written straight into Redis by other tools); a bare number is seconds.
-    #[arg(long, env = "CERYX_CACHE_TTL", default_value = "5", value_parser = seconds)]
+    #[arg(long, env = "CERYX_CACHE_TTL", default_value = shown!(in_seconds(DEFAULT.cache_ttl)), value_parser = seconds)]
     pub cache_ttl: Duration,
     /// Largest request body, in nginx syntax (`100m`, `512k`, `0` for no limit).
-    #[arg(long, env = "CERYX_MAX_REQUEST_BODY_SIZE", default_value = "100m", value_parser = size)]
+    #[arg(long, env = "CERYX_MAX_REQUEST_BODY_SIZE", default_value = shown!(in_nginx_size(DEFAULT.max_request_body_size)), value_parser = size)]
     pub max_request_body_size: u64,
     /// Peers (comma-separated CIDRs) whose `X-Forwarded-Proto` is believed.
     #[arg(long, env = "CERYX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
     pub trusted_proxies: Vec<IpNet>,
     /// Verify the certificates of `https://` targets against the system roots.
-    #[arg(long, env = "CERYX_UPSTREAM_TLS_VERIFY", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "CERYX_UPSTREAM_TLS_VERIFY", default_value_t = DEFAULT.upstream_tls_verify, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub upstream_tls_verify: bool,
     /// Time to connect to a target (nginx `proxy_connect_timeout`); bare number: seconds.
-    #[arg(long, env = "CERYX_UPSTREAM_CONNECT_TIMEOUT", default_value = "60", value_parser = seconds)]
+    #[arg(long, env = "CERYX_UPSTREAM_CONNECT_TIMEOUT", default_value = shown!(in_seconds(DEFAULT.upstream_connect_timeout)), value_parser = seconds)]
     pub upstream_connect_timeout: Duration,
     /// Time for a target to send its response headers (nginx `proxy_read_timeout`).
-    #[arg(long, env = "CERYX_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60", value_parser = seconds)]
+    #[arg(long, env = "CERYX_UPSTREAM_RESPONSE_TIMEOUT", default_value = shown!(in_seconds(DEFAULT.upstream_response_timeout)), value_parser = seconds)]
     pub upstream_response_timeout: Duration,
     /// Time a client has to send its request headers (against slowloris).
-    #[arg(long, env = "CERYX_CLIENT_HEADER_TIMEOUT", default_value = "15", value_parser = seconds)]
+    #[arg(long, env = "CERYX_CLIENT_HEADER_TIMEOUT", default_value = shown!(in_seconds(DEFAULT.client_header_timeout)), value_parser = seconds)]
     pub client_header_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before closing them.
-    #[arg(long, env = "CERYX_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = seconds)]
+    #[arg(long, env = "CERYX_SHUTDOWN_TIMEOUT", default_value = shown!(in_seconds(DEFAULT.shutdown_timeout)), value_parser = seconds)]
     pub shutdown_timeout: Duration,
     /// One JSON line per request on stdout.
-    #[arg(long, env = "CERYX_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "CERYX_ACCESS_LOG", default_value_t = DEFAULT.access_log, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
 }
 
 impl ProxyArgs {
-    /// Defaults, for embedding and tests: what the binary uses with no flags or env.
-    pub fn defaults() -> ProxyArgs {
-        ProxyArgs {
-            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            https_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
-            ssl_default_certificate: None,
-            ssl_default_key: None,
-            cache_ttl: Duration::from_secs(5),
-            max_request_body_size: 100 << 20,
-            trusted_proxies: Vec::new(),
-            upstream_tls_verify: true,
-            upstream_connect_timeout: Duration::from_secs(60),
-            upstream_response_timeout: Duration::from_secs(60),
-            client_header_timeout: Duration::from_secs(15),
-            shutdown_timeout: Duration::from_secs(30),
-            access_log: true,
+    /// The proxy's runtime settings (listen addresses and the default certificate are
+    /// the binary's own).
+    pub fn config(&self) -> proxy::Config {
+        proxy::Config {
+            cache_ttl: self.cache_ttl,
+            max_request_body_size: self.max_request_body_size,
+            trusted_proxies: self.trusted_proxies.clone(),
+            upstream_tls_verify: self.upstream_tls_verify,
+            upstream_connect_timeout: self.upstream_connect_timeout,
+            upstream_response_timeout: self.upstream_response_timeout,
+            client_header_timeout: self.client_header_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            access_log: self.access_log,
         }
     }
+}
 
-    /// Whether `ip` is one of the trusted proxies.
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+/// A duration as [`seconds`] reads it: a bare number of seconds when whole.
+fn in_seconds(d: Duration) -> String {
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
+/// A size as [`size`] reads it: with the largest suffix that keeps it exact.
+fn in_nginx_size(bytes: u64) -> String {
+    let unit = [(30, 'g'), (20, 'm'), (10, 'k')]
+        .into_iter()
+        .find(|(shift, _)| bytes != 0 && bytes.trailing_zeros() >= *shift);
+    match unit {
+        Some((shift, suffix)) => format!("{}{suffix}", bytes >> shift),
+        None => bytes.to_string(),
     }
 }
 
@@ -328,10 +353,47 @@ mod tests {
 
     #[test]
     fn trusted_proxies_match_by_cidr() {
-        let mut args = ProxyArgs::defaults();
-        args.trusted_proxies = vec![cidr("10.0.0.0/8").unwrap(), cidr("::1").unwrap()];
-        assert!(args.is_trusted("10.1.2.3".parse().unwrap()));
-        assert!(args.is_trusted("::1".parse().unwrap()));
-        assert!(!args.is_trusted("127.0.0.1".parse().unwrap()));
+        let config = proxy::Config {
+            trusted_proxies: vec![cidr("10.0.0.0/8").unwrap(), cidr("::1").unwrap()],
+            ..proxy::Config::default()
+        };
+        assert!(config.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(config.is_trusted("::1".parse().unwrap()));
+        assert!(!config.is_trusted("127.0.0.1".parse().unwrap()));
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    #[test]
+    fn no_flags_give_the_default_config() {
+        use clap::{CommandFactory, FromArgMatches};
+        // Flags, not the environment: this process's own CERYX_* variables do not count.
+        let command = Flags::command().mut_args(|arg| arg.env(None::<&str>));
+        let flags = Flags::from_arg_matches(&command.get_matches_from(["ceryx"])).unwrap();
+        assert_eq!(flags.proxy.config(), proxy::Config::default());
+        assert_eq!(
+            flags.proxy.http_addr,
+            SocketAddr::from(([0, 0, 0, 0], 8080))
+        );
+        assert_eq!(
+            flags.proxy.https_addr,
+            Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
+        );
+    }
+
+    #[test]
+    fn defaults_are_shown_as_they_are_read() {
+        assert_eq!(in_seconds(Duration::from_secs(5)), "5");
+        assert_eq!(
+            seconds(&in_seconds(Duration::from_millis(250))),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(in_nginx_size(100 << 20), "100m");
+        assert_eq!(in_nginx_size(0), "0");
+        assert_eq!(size(&in_nginx_size(1000)), Ok(1000));
     }
 }

@@ -1,11 +1,11 @@
 //! Ceryx: a dynamic reverse proxy. Every public host name maps to a target, and a route
 //! change is served at once, with no reload and no failed request.
 
-pub mod admin;
 pub mod api;
 pub mod certificate;
 pub mod config;
 pub mod controller;
+pub mod ops;
 pub mod proxy;
 pub mod route;
 pub mod store;

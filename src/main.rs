@@ -272,7 +272,7 @@ async fn start_proxy(
         Some(_) => Some(default_certificate(&args)?),
         None => None,
     };
-    let proxy = Proxy::new(store, args)?;
+    let proxy = Proxy::new(store, args.config())?;
     let certificates = default.map(|default| Certificates::new(proxy.routes().clone(), default));
     let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, backlog, "proxy listening");
@@ -323,8 +323,8 @@ async fn start_api(
     Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))
 }
 
-/// Serves the probes and metrics on `CERYX_METRICS_ADDR`, if set, until shutdown; last,
-/// so a pod is not reported up before its other listeners are.
+/// Serves the ops endpoints (probes and metrics) on `CERYX_METRICS_ADDR`, if set, until
+/// shutdown; last, so a pod is not reported up before its other listeners are.
 async fn start_ops(
     store: Arc<dyn RouteStore>,
     args: &OpsArgs,
@@ -339,11 +339,11 @@ async fn start_ops(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "health and metrics listening");
-    let router = ceryx::admin::standalone(store);
+    tracing::info!(%addr, "ops endpoints listening");
+    let router = ceryx::ops::standalone(store);
     tokio::spawn(async move {
         if let Err(e) = ceryx::api::serve(listener, router, shutdown).await {
-            tracing::error!(error = %e, "health and metrics listener failed");
+            tracing::error!(error = %e, "ops listener failed");
         }
     });
     Ok(())

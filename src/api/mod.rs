@@ -54,7 +54,7 @@ pub fn router(store: Arc<dyn RouteStore>, token: Option<String>) -> Router {
     Router::new()
         .merge(routes)
         .with_state(api)
-        .merge(crate::admin::router(store))
+        .merge(crate::ops::router(store))
         .fallback(|| async { ApiError::NoSuchPath })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -1,9 +1,11 @@
-//! The request body on its way upstream: streamed, held to the size limit, and telling
-//! the forwarder when it has been sent in full (the response timeout starts only then,
-//! so a long upload is not cut off as a slow upstream).
+//! The proxy's bodies: the one type every response carries, and the request body on its
+//! way upstream, streamed, held to the size limit, and telling the forwarder when it has
+//! been sent in full (the response timeout starts only then, so a long upload is not cut
+//! off as a slow upstream).
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,19 +13,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
+/// The body type of every response the proxy sends.
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Any error a body can carry.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A complete body.
+pub(crate) fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// The body grew past `CERYX_MAX_REQUEST_BODY_SIZE`.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than the limit")]
-pub struct TooLarge;
+pub(crate) struct TooLarge;
 
 /// The client broke its request body: invalid chunked framing, or the connection cut
 /// before the body's end. The client's error (400), not the upstream's.
 #[derive(Debug, thiserror::Error)]
 #[error("request body unreadable: {0}")]
-pub struct BadBody(#[source] hyper::Error);
+pub(crate) struct BadBody(#[source] hyper::Error);
 
 /// A client's request body, forwarded as it arrives.
-pub struct RequestBody {
+pub(crate) struct RequestBody {
     inner: Incoming,
     /// Bytes still allowed; `None` for no limit.
     remaining: Option<u64>,
@@ -32,17 +47,17 @@ pub struct RequestBody {
 }
 
 /// How the forwarder follows a body's upload.
-pub struct Progress {
+pub(crate) struct Progress {
     /// Completes once the body has been read to its end (or dropped).
-    pub sent: oneshot::Receiver<()>,
+    pub(crate) sent: oneshot::Receiver<()>,
     /// Bytes received from the client so far.
-    pub received: Arc<AtomicU64>,
+    pub(crate) received: Arc<AtomicU64>,
 }
 
 impl RequestBody {
     /// Wraps `inner`, allowing `limit` bytes (0: any number). The progress is `None`
     /// when there is no body at all (nothing to follow, and it may never be polled).
-    pub fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Progress>) {
+    pub(crate) fn new(inner: Incoming, limit: u64) -> (RequestBody, Option<Progress>) {
         let remaining = (limit > 0).then_some(limit);
         if inner.is_end_stream() {
             let body = RequestBody {
@@ -69,9 +84,9 @@ impl RequestBody {
     }
 }
 
-impl Body for RequestBody {
+impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = super::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

@@ -1,14 +1,12 @@
 //! What the proxy answers when it cannot forward: a status and a small page, HTML or
 //! JSON (for clients that ask for `application/json`).
 
-use super::Body;
-use bytes::Bytes;
+use super::body::{Body, full};
 use http::{Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
 /// Why a request was not forwarded; each maps to one status code.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// Missing or malformed `Host`, or a request URI that cannot be forwarded.
     #[error("{0}")]
     BadRequest(&'static str),
@@ -34,7 +32,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The status code the client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -62,7 +60,7 @@ impl ProxyError {
     }
 
     /// The error page, JSON when `json` (the client accepts `application/json`).
-    pub fn into_response(self, json: bool) -> Response<Body> {
+    pub(crate) fn into_response(self, json: bool) -> Response<Body> {
         let status = self.status();
         let message = self.public_message();
         let (content_type, body) = if json {
@@ -90,13 +88,6 @@ impl ProxyError {
     }
 }
 
-/// A complete body.
-pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
 fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -112,7 +103,7 @@ fn escape_html(text: &str) -> String {
 }
 
 /// Whether the client prefers a JSON error body.
-pub fn wants_json(headers: &http::HeaderMap) -> bool {
+pub(crate) fn wants_json(headers: &http::HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()

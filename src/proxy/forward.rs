@@ -1,13 +1,15 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
-use super::body::{BadBody, Progress, RequestBody, TooLarge};
+use super::body::{BadBody, Body, Progress, RequestBody, TooLarge, full};
 use super::error::ProxyError;
-use super::{Body, headers};
+use super::headers;
+use super::scheme::Scheme;
 use crate::route::Upstream;
-use http::{Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,7 +22,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,21 +38,39 @@ pub enum ClientError {
 }
 
 /// Per-request facts the forwarder needs besides the request itself.
-pub struct Forward<'a> {
+pub(crate) struct Forward<'a> {
     /// Where the route points.
-    pub upstream: &'a Upstream,
+    pub(crate) upstream: &'a Upstream,
     /// The client's address.
-    pub client_ip: IpAddr,
-    /// `http` or `https`, as the client sees it.
-    pub proto: &'static str,
+    pub(crate) client_ip: IpAddr,
+    /// The scheme the client used.
+    pub(crate) proto: Scheme,
     /// Largest request body allowed, 0 for no limit.
-    pub max_body: u64,
-    /// Where the count of request body bytes received is left.
-    pub uploaded: &'a mut Option<Arc<AtomicU64>>,
+    pub(crate) max_body: u64,
+}
+
+/// What forwarding one request gave: the answer, and what was measured on the way, for
+/// the exchange's report.
+pub(crate) struct Forwarded {
+    /// The upstream's response, or why there is none.
+    pub(crate) response: Result<Response<Body>, ProxyError>,
+    /// Time to the upstream's response head (or to the failure).
+    pub(crate) upstream: Duration,
+    /// Request body bytes received so far, for requests with a body; counted on while
+    /// the body still streams after the response head.
+    pub(crate) uploaded: Option<Arc<AtomicU64>>,
+}
+
+/// A request made ready for its upstream.
+struct Prepared {
+    request: Request<Body>,
+    progress: Option<Progress>,
+    /// The protocol asked for and the client's side of the upgrade, for upgrade requests.
+    upgrade: Option<(HeaderValue, OnUpgrade)>,
 }
 
 /// Sends requests upstream and tunnels upgraded connections.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     response_timeout: Duration,
     tunnels: TaskTracker,
@@ -60,7 +80,7 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder with its connection pool; `verify` checks `https://` targets against
     /// the system's root certificates.
-    pub fn new(
+    pub(crate) fn new(
         connect_timeout: Duration,
         response_timeout: Duration,
         verify: bool,
@@ -88,48 +108,45 @@ impl Forwarder {
 
     /// Forwards a request: drops hop-by-hop headers, sets the forwarding ones, streams
     /// the body up and the answer back, and tunnels an accepted upgrade.
-    pub async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        to: Forward<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = match req.version() {
-            Version::HTTP_11 => headers::upgrade_protocol(req.headers()),
-            _ => None,
+    pub(crate) async fn forward(&self, req: Request<Incoming>, to: Forward<'_>) -> Forwarded {
+        let started = Instant::now();
+        let prepared = match prepare(req, &to) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                return Forwarded {
+                    response: Err(e),
+                    upstream: started.elapsed(),
+                    uploaded: None,
+                };
+            }
         };
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = to
-            .upstream
-            .uri_for(path)
-            .map_err(|_| ProxyError::BadRequest("The request URI cannot be forwarded."))?;
-
-        let (mut parts, body) = req.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        if let Some(protocol) = &upgrade {
-            headers::set_upgrade(&mut parts.headers, protocol.clone());
+        let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+        let response = self.send(prepared, to.max_body).await;
+        Forwarded {
+            response,
+            upstream: started.elapsed(),
+            uploaded,
         }
-        headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let (body, progress) = RequestBody::new(body, to.max_body);
-        let sent = self
-            .client
-            .request(Request::from_parts(parts, body.boxed()));
+    }
+
+    async fn send(&self, prepared: Prepared, max_body: u64) -> Result<Response<Body>, ProxyError> {
+        let Prepared {
+            request,
+            progress,
+            upgrade,
+        } = prepared;
+        let sent = self.client.request(request);
         let result = match progress {
             // No body to wait for (GET and the like): only the response timeout applies.
             None => tokio::time::timeout(self.response_timeout, sent)
                 .await
                 .map_err(|_| ProxyError::GatewayTimeout)?,
-            Some(progress) => {
-                *to.uploaded = Some(progress.received.clone());
-                self.after_upload(sent, progress).await?
-            }
+            Some(progress) => self.after_upload(sent, progress).await?,
         };
-        let mut response = result.map_err(|e| classify(&e, to.max_body))?;
+        let mut response = result.map_err(|e| classify(&e, max_body))?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) else {
+            let Some((protocol, client_upgrade)) = upgrade else {
                 return Err(ProxyError::BadGateway(
                     "101 to a request that asked for no upgrade".into(),
                 ));
@@ -138,7 +155,7 @@ impl Forwarder {
             self.spawn_tunnel(client_upgrade, upstream_upgrade);
             headers::remove_hop_by_hop(response.headers_mut());
             headers::set_upgrade(response.headers_mut(), protocol);
-            return Ok(response.map(|_| super::error::full("")));
+            return Ok(response.map(|_| full("")));
         }
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response.map(|body| body.map_err(Into::into).boxed()))
@@ -173,7 +190,7 @@ impl Forwarder {
             .map_err(|_| ProxyError::GatewayTimeout)
     }
 
-    fn spawn_tunnel(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade) {
         let closed = self.close_tunnels.clone();
         self.tunnels.spawn(async move {
             let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -194,7 +211,7 @@ impl Forwarder {
     }
 
     /// Waits up to `grace` for open tunnels to end, then closes the rest.
-    pub async fn close_tunnels(&self, grace: Duration) {
+    pub(crate) async fn close_tunnels(&self, grace: Duration) {
         self.tunnels.close();
         if tokio::time::timeout(grace, self.tunnels.wait())
             .await
@@ -204,6 +221,36 @@ impl Forwarder {
             self.tunnels.wait().await;
         }
     }
+}
+
+/// The request as its upstream gets it: hop-by-hop headers dropped, forwarding ones set,
+/// the body held to the limit, and an upgrade's client side taken.
+fn prepare(mut req: Request<Incoming>, to: &Forward<'_>) -> Result<Prepared, ProxyError> {
+    let upgrade = match req.version() {
+        Version::HTTP_11 => headers::upgrade_protocol(req.headers()),
+        _ => None,
+    };
+    let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri = to
+        .upstream
+        .uri_for(path)
+        .map_err(|_| ProxyError::BadRequest("The request URI cannot be forwarded."))?;
+
+    let (mut parts, body) = req.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    if let Some((protocol, _)) = &upgrade {
+        headers::set_upgrade(&mut parts.headers, protocol.clone());
+    }
+    headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let (body, progress) = RequestBody::new(body, to.max_body);
+    Ok(Prepared {
+        request: Request::from_parts(parts, body.boxed()),
+        progress,
+        upgrade,
+    })
 }
 
 /// Maps a client error to the status nginx would give: connect timeout 504, body over

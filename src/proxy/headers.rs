@@ -1,6 +1,7 @@
 //! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 §7.6.1),
 //! upgrades, and the forwarding headers Ceryx sent.
 
+use super::scheme::Scheme;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -45,7 +46,7 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
 
 /// The protocol a client asks to upgrade to, if it asks (`Connection: upgrade` plus
 /// `Upgrade: <protocol>`).
-pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -57,7 +58,7 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Removes hop-by-hop headers: first those named in `Connection` (but the
 /// [`NEVER_NOMINATED`] ones), then the fixed set. `TE: trailers` is kept, since it is
 /// end-to-end in meaning (gRPC needs it).
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -79,14 +80,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Marks a request or response as an upgrade to `protocol`, after hop-by-hop removal.
-pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+pub(crate) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, protocol);
 }
 
 /// Sets what Ceryx told upstreams about the client: `X-Forwarded-For` (appended),
 /// `X-Real-IP` and `X-Forwarded-Proto`.
-pub fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: &'static str) {
+pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: Scheme) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     let client = client.to_canonical().to_string();
     let mut forwarded_for = String::new();
@@ -104,7 +105,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: &'static s
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
+        HeaderValue::from_static(proto.as_str()),
     );
 }
 
@@ -166,7 +167,7 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        set_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), "http");
+        set_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), Scheme::Http);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h["x-real-ip"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

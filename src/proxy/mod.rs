@@ -1,65 +1,113 @@
 //! The data plane: routes each request by host to its target, redirects, or answers
 //! with a clean error. Never talks to Kubernetes; reads routes through [`RouteCache`].
+//!
+//! This file is the folder's face: [`Proxy`] and its phases (route, then forward, then
+//! report); the leaves below it know nothing of it.
 
 mod access_log;
 mod body;
 pub mod cache;
-pub mod error;
-pub mod forward;
-pub mod headers;
+mod config;
+mod error;
+mod forward;
+mod headers;
 mod observe;
+mod scheme;
 mod server;
 pub mod tls;
 
 pub use cache::RouteCache;
-pub use error::ProxyError;
-pub use server::{serve, serve_tls};
+pub use config::Config;
+pub use forward::ClientError;
 
-use crate::config::ProxyArgs;
 use crate::route::{Mode, normalize_host, redirect_location};
 use crate::store::RouteStore;
 use access_log::AccessLog;
-use bytes::Bytes;
-use forward::{ClientError, Forward, Forwarder};
+use body::Body;
+use error::ProxyError;
+use forward::{Forward, Forwarder};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use observe::Exchange;
-pub use observe::Observed;
+use observe::{Exchange, Observed};
+use scheme::Scheme;
+use server::{Handler, Timeouts};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tls::Certificates;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 const NO_HOST: &str = "The request has no valid Host header.";
 const TWO_HOSTS: &str = "The request has more than one Host header.";
-
-/// The body type of every response the proxy sends.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-/// Any error a body can carry.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One proxy: its route cache, upstream client and settings, shared by all listeners.
 pub struct Proxy {
     cache: Arc<RouteCache>,
     forwarder: Forwarder,
     log: AccessLog,
-    args: ProxyArgs,
+    config: Config,
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` is cancelled, then stops accepting
+/// and lets in-flight requests finish (bounded by the shutdown timeout).
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: CancellationToken) {
+    serve_on(listener, proxy, None, shutdown).await
+}
+
+/// Serves HTTPS on `listener`, each handshake with the certificate its SNI asks for, as
+/// [`serve`] does HTTP.
+pub async fn serve_tls(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    certificates: Arc<Certificates>,
+    shutdown: CancellationToken,
+) {
+    serve_on(listener, proxy, Some(certificates), shutdown).await
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<Certificates>>,
+    shutdown: CancellationToken,
+) {
+    let timeouts = Timeouts {
+        header: proxy.config.client_header_timeout,
+        shutdown: proxy.config.shutdown_timeout,
+    };
+    server::serve(listener, proxy.clone(), tls, timeouts, shutdown).await;
+    proxy.close_tunnels().await;
+}
+
+impl Handler for Proxy {
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: Scheme,
+    ) -> Response<Observed> {
+        let mut exchange = Exchange::start(&mut req, peer.ip());
+        let response = self.answer(req, peer, listener, &mut exchange).await;
+        // The last phase: the exchange reports itself when the response's body ends.
+        exchange.finish(response, &self.log)
+    }
 }
 
 impl Proxy {
     /// A proxy reading `store`, with its change-notice listener running.
-    pub fn new(store: Arc<dyn RouteStore>, args: ProxyArgs) -> Result<Arc<Proxy>, ClientError> {
+    pub fn new(store: Arc<dyn RouteStore>, config: Config) -> Result<Arc<Proxy>, ClientError> {
         let notices = store.subscribe();
-        let cache = RouteCache::new(store, notices, args.cache_ttl);
+        let cache = RouteCache::new(store, notices, config.cache_ttl);
         let forwarder = Forwarder::new(
-            args.upstream_connect_timeout,
-            args.upstream_response_timeout,
-            args.upstream_tls_verify,
+            config.upstream_connect_timeout,
+            config.upstream_response_timeout,
+            config.upstream_tls_verify,
         )?;
         Ok(Arc::new(Proxy {
             cache,
             forwarder,
-            log: AccessLog::new(args.access_log),
-            args,
+            log: AccessLog::new(config.access_log),
+            config,
         }))
     }
 
@@ -68,30 +116,18 @@ impl Proxy {
         &self.cache
     }
 
-    /// Answers one request that arrived from `peer` on a listener of scheme `listener`.
-    pub async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-        listener: &'static str,
-    ) -> Response<Observed> {
-        let mut exchange = Exchange::start(&mut req, peer.ip());
-        let response = self.answer(req, peer, listener, &mut exchange).await;
-        exchange.finish(response, &self.log)
-    }
-
     async fn answer(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        listener: &'static str,
+        listener: Scheme,
         exchange: &mut Exchange,
     ) -> Response<Body> {
         let json = error::wants_json(req.headers());
         match self.route(req, peer, listener, exchange).await {
             Ok(response) => response,
             Err(e) => {
-                let (method, uri) = (&exchange.method, &exchange.uri);
+                let (method, uri) = (exchange.method(), exchange.uri());
                 match &e {
                     ProxyError::BadGateway(detail) => {
                         tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")
@@ -109,7 +145,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-        listener: &'static str,
+        listener: Scheme,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
         if req.method() == http::Method::CONNECT {
@@ -137,10 +173,10 @@ impl Proxy {
             Ok(None) => return Err(ProxyError::NoRoute(host)),
             Err(_) => return Err(ProxyError::StoreUnavailable),
         };
-        exchange.route = Some(resolved.clone());
+        exchange.routed(resolved.clone());
         let settings = &resolved.route.settings;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        if settings.enforce_https && proto == "http" {
+        if settings.enforce_https && proto == Scheme::Http {
             return Ok(redirect(&format!("https://{host}{path}")));
         }
         if settings.mode == Mode::Redirect {
@@ -153,7 +189,7 @@ impl Proxy {
             )));
         };
 
-        let max_body = self.args.max_request_body_size;
+        let max_body = self.config.max_request_body_size;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -166,37 +202,29 @@ impl Proxy {
             client_ip: peer.ip(),
             proto,
             max_body,
-            uploaded: &mut exchange.uploaded,
         };
-        let sent = std::time::Instant::now();
-        let response = self.forwarder.forward(req, to).await;
-        exchange.upstream = Some(sent.elapsed());
-        response
+        let forwarded = self.forwarder.forward(req, to).await;
+        exchange.forwarded(forwarded.upstream, forwarded.uploaded);
+        forwarded.response
     }
 
     /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer
     /// is a trusted proxy (a TLS-terminating balancer in front of us).
-    fn client_proto(
-        &self,
-        req: &Request<Incoming>,
-        peer: SocketAddr,
-        listener: &'static str,
-    ) -> &'static str {
-        if !self.args.is_trusted(peer.ip()) {
+    fn client_proto(&self, req: &Request<Incoming>, peer: SocketAddr, listener: Scheme) -> Scheme {
+        if !self.config.is_trusted(peer.ip()) {
             return listener;
         }
-        match req.headers().get("x-forwarded-proto").map(|v| v.as_bytes()) {
-            Some(b"https") => "https",
-            Some(b"http") => "http",
-            _ => listener,
-        }
+        req.headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| Scheme::from_forwarded(v.as_bytes()))
+            .unwrap_or(listener)
     }
 
-    /// Stops after `grace`: waits for open tunnels, then closes them, and writes out the
-    /// access log.
-    pub async fn close_tunnels(&self) {
+    /// Waits for open tunnels up to the shutdown timeout, then closes them, and writes
+    /// out the access log.
+    async fn close_tunnels(&self) {
         self.forwarder
-            .close_tunnels(self.args.shutdown_timeout)
+            .close_tunnels(self.config.shutdown_timeout)
             .await;
         self.log.flush();
     }
@@ -219,7 +247,7 @@ fn without_userinfo(authority: &str) -> &str {
 
 /// Ceryx redirects with 301 for every method.
 fn redirect(location: &str) -> Response<Body> {
-    let mut response = Response::new(error::full(""));
+    let mut response = Response::new(body::full(""));
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     match HeaderValue::from_str(location) {
         Ok(value) => {

@@ -3,8 +3,8 @@
 //! goes away), so latency and byte counts are the whole exchange's.
 
 use super::access_log::{AccessLog, Line};
+use super::body::{Body, BoxError};
 use super::cache::Resolved;
-use super::{Body, BoxError};
 use crate::telemetry::{self, NO_ROUTE};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
@@ -18,31 +18,31 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The request id header, passed upstream and logged.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
-/// One request on its way through the proxy.
-pub struct Exchange {
+/// One request on its way through the proxy: what the phases learn about it, written by
+/// each as it ends ([`start`](Exchange::start), [`routed`](Exchange::routed),
+/// [`forwarded`](Exchange::forwarded)) and read once, when the response's body ends.
+pub(crate) struct Exchange {
     started: Instant,
     client: IpAddr,
-    /// The request's method, as received.
-    pub method: Method,
-    /// The request's URI, as received.
-    pub uri: Uri,
+    method: Method,
+    uri: Uri,
     version: Version,
     host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     request_id: HeaderValue,
     /// The route that answered, once resolved.
-    pub route: Option<Arc<Resolved>>,
+    route: Option<Arc<Resolved>>,
     /// Time to the upstream's response head, once forwarded.
-    pub upstream: Option<Duration>,
-    /// Request body bytes received, for requests with a body.
-    pub uploaded: Option<Arc<AtomicU64>>,
+    upstream: Option<Duration>,
+    /// Request body bytes received, for forwarded requests with a body.
+    uploaded: Option<Arc<AtomicU64>>,
 }
 
 impl Exchange {
     /// Starts following `req`, giving it an `X-Request-Id` unless it has a usable one.
-    pub fn start<B>(req: &mut Request<B>, client: IpAddr) -> Exchange {
+    pub(crate) fn start<B>(req: &mut Request<B>, client: IpAddr) -> Exchange {
         let headers = req.headers_mut();
         let request_id = match headers.get(REQUEST_ID) {
             Some(id) if usable(id) => id.clone(),
@@ -67,8 +67,30 @@ impl Exchange {
         }
     }
 
+    /// The request's method, as received.
+    pub(crate) fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request's URI, as received.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The routing phase found `route` for the host.
+    pub(crate) fn routed(&mut self, route: Arc<Resolved>) {
+        self.route = Some(route);
+    }
+
+    /// The forwarding phase measured `upstream` to the response head, and counts the
+    /// request body's bytes in `uploaded` (if it has one).
+    pub(crate) fn forwarded(&mut self, upstream: Duration, uploaded: Option<Arc<AtomicU64>>) {
+        self.upstream = Some(upstream);
+        self.uploaded = uploaded;
+    }
+
     /// The response, whose body reports the exchange when it ends.
-    pub fn finish(self, response: Response<Body>, log: &AccessLog) -> Response<Observed> {
+    pub(crate) fn finish(self, response: Response<Body>, log: &AccessLog) -> Response<Observed> {
         let status = response.status();
         response.map(|inner| Observed {
             inner,
@@ -162,7 +184,7 @@ fn new_request_id() -> HeaderValue {
 
 /// The body of every response the proxy sends: the answer's own body, counted as it is
 /// sent, reporting the exchange at its end (wrapped, not boxed again).
-pub struct Observed {
+pub(crate) struct Observed {
     inner: Body,
     sent: u64,
     report: Option<(Exchange, http::StatusCode, AccessLog)>,

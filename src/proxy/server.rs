@@ -1,14 +1,19 @@
 //! The listeners: accept connections (plain, or TLS with the certificate SNI asks for),
 //! serve HTTP/1.1 (with upgrades) and HTTP/2 on the same port, and shut down gracefully.
 
-use super::Proxy;
+use super::observe::Observed;
+use super::scheme::Scheme;
 use super::tls::Certificates;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::server::Acceptor;
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -19,34 +24,40 @@ use tokio_util::sync::CancellationToken;
 /// Largest request head accepted; longer heads get 431 (nginx allows 4 × 8 KiB).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Serves plain HTTP on `listener` until `shutdown` is cancelled, then stops accepting
-/// and lets in-flight requests finish (bounded by the shutdown timeout).
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: CancellationToken) {
-    serve_on(listener, proxy, None, shutdown).await
+/// What a listener serves: each request, by the peer and scheme it came with.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request that arrived from `peer` on a listener of scheme `listener`.
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: Scheme,
+    ) -> impl Future<Output = Response<Observed>> + Send;
 }
 
-/// Serves HTTPS on `listener`, each handshake with the certificate its SNI asks for, as
-/// [`serve`] does HTTP.
-pub async fn serve_tls(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    certificates: Arc<Certificates>,
-    shutdown: CancellationToken,
-) {
-    serve_on(listener, proxy, Some(certificates), shutdown).await
+/// How long a listener's connections may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// For a client's request headers, and for its first byte or TLS handshake.
+    pub(crate) header: Duration,
+    /// For in-flight requests once shutdown begins.
+    pub(crate) shutdown: Duration,
 }
 
-async fn serve_on(
+/// Serves `listener` (HTTPS with `tls`) until `shutdown` is cancelled, then stops
+/// accepting and lets in-flight requests finish, bounded by the shutdown timeout.
+pub(crate) async fn serve<H: Handler>(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    handler: Arc<H>,
     tls: Option<Arc<Certificates>>,
+    timeouts: Timeouts,
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(proxy.args.client_header_timeout)
+        .header_read_timeout(timeouts.header)
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
@@ -71,16 +82,20 @@ async fn serve_on(
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let service = {
-            let proxy = proxy.clone();
+            let handler = handler.clone();
             service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, peer, scheme).await) }
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler.handle(req, peer, scheme).await) }
             })
         };
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
-        let header_timeout = proxy.args.client_header_timeout;
+        let header_timeout = timeouts.header;
         tokio::spawn(async move {
             let _open = crate::telemetry::connection();
             // HTTP/1's header timeout starts once the protocol is detected, that is after
@@ -120,14 +135,12 @@ async fn serve_on(
     }
 
     drop(listener);
-    let grace = proxy.args.shutdown_timeout;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(timeouts.shutdown, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("shutdown timeout reached; closing open connections");
     }
-    proxy.close_tunnels().await;
 }
 
 /// Reads the ClientHello, looks up the certificate its SNI asks for, and completes the

@@ -1,7 +1,6 @@
 //! The proxy served from the test's own process, with settings for tests.
 
-use ceryx::config::ProxyArgs;
-use ceryx::proxy::{self, Proxy};
+use ceryx::proxy::{self, Config, Proxy};
 use ceryx::store::RouteStore;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ pub struct RunningProxy {
 }
 
 impl RunningProxy {
-    pub async fn start(store: Arc<dyn RouteStore>, args: ProxyArgs) -> RunningProxy {
+    pub async fn start(store: Arc<dyn RouteStore>, args: Config) -> RunningProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let proxy = Proxy::new(store, args).unwrap();
@@ -34,12 +33,13 @@ impl Drop for RunningProxy {
 }
 
 /// Settings for tests: short timeouts so failure paths answer quickly.
-pub fn test_args() -> ProxyArgs {
-    let mut args = ProxyArgs::defaults();
-    args.upstream_connect_timeout = Duration::from_secs(2);
-    args.upstream_response_timeout = Duration::from_secs(5);
-    args.shutdown_timeout = Duration::from_secs(5);
-    // Tests read the log from  processes they start (tests/observability.rs).
-    args.access_log = false;
-    args
+pub fn test_args() -> Config {
+    Config {
+        upstream_connect_timeout: Duration::from_secs(2),
+        upstream_response_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(5),
+        // Tests read the log from the processes they start (tests/observability.rs).
+        access_log: false,
+        ..Config::default()
+    }
 }
