@@ -1,7 +1,9 @@
 //! The embedded store: routes in this process's memory, for running without Redis.
 
-use super::notice::Notices;
-use super::{CertificatePem, Change, RouteStore, StoreError, Subscription, Writer};
+use super::error::StoreError;
+use super::notice::{Change, Notices, Subscription};
+use super::route_store::{CertificatePem, RouteStore};
+use super::writer::Writer;
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;

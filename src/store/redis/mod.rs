@@ -6,8 +6,10 @@ mod keys;
 mod scripts;
 mod subscription;
 
-use super::notice::Notices;
-use super::{CertificatePem, RouteStore, StoreError, Subscription, Writer};
+use super::error::StoreError;
+use super::notice::{Notices, Subscription};
+use super::route_store::{CertificatePem, RouteStore};
+use super::writer::Writer;
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use keys::Keys;

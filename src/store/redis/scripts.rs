@@ -2,7 +2,7 @@
 //! publishes the notice, so a reader never sees the notice without the data; and their
 //! answers, read in one place.
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// A route's target, settings and owner (see `write.lua` for its keys and arguments).
 pub(super) const WRITE: &str = include_str!("write.lua");

@@ -1,8 +1,7 @@
 //! The change-notice subscription: one `<prefix>:events` channel on the store's own
 //! connection, kept subscribed across reconnects, its messages turned into notices.
 
-use crate::store::Change;
-use crate::store::notice::Notices;
+use crate::store::notice::{Change, Notices};
 use redis::aio::ConnectionManager;
 use redis::{PushKind, Value};
 use std::sync::Arc;

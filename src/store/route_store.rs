@@ -1,0 +1,76 @@
+//! What every store offers: the [`RouteStore`] trait, and the stored form of a
+//! certificate.
+
+use super::error::StoreError;
+use super::notice::Subscription;
+use super::writer::Writer;
+use crate::route::Route;
+use async_trait::async_trait;
+
+/// A certificate chain and its private key, PEM-encoded, as a `kubernetes.io/tls`
+/// Secret holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePem {
+    /// The certificate chain, leaf first.
+    pub certificate: String,
+    /// The private key.
+    pub key: String,
+}
+
+/// A route store: the route table shared by every proxy and writer.
+#[async_trait]
+pub trait RouteStore: Send + Sync + 'static {
+    /// Fetches several sources in one round trip; the answer is in the same order.
+    async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError>;
+
+    /// Every route in the store.
+    async fn list(&self) -> Result<Vec<Route>, StoreError>;
+
+    /// Writes a route (target, settings and owner together, atomically) and announces
+    /// it, if `by` may: see [`Writer`].
+    async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError>;
+
+    /// Deletes a route and announces it, if `by` may; `true` if it existed.
+    async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError>;
+
+    /// The resource (`<namespace>/<name>`) that owns each owned route, by source.
+    async fn owners(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The certificates stored for `sources` (by the controller, from Kubernetes
+    /// Secrets), in one round trip; the answer is in the same order.
+    async fn certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<CertificatePem>>, StoreError>;
+
+    /// Stores the certificate of a route `owner` owns (`None` removes it) and announces
+    /// the source; refused for routes of anyone else.
+    async fn set_certificate(
+        &self,
+        source: &str,
+        pem: Option<&CertificatePem>,
+        owner: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Checks the store answers (for readiness probes).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every change notice from now on: one per write, from this process's writers (sent
+    /// before the write returns) and from other processes (as soon as Redis delivers it).
+    fn subscribe(&self) -> Subscription;
+
+    /// One route, if it exists.
+    async fn get(&self, source: &str) -> Result<Option<Route>, StoreError> {
+        Ok(self.fetch(&[source]).await?.pop().flatten())
+    }
+
+    /// Writes a route as the REST API does.
+    async fn put(&self, route: &Route) -> Result<(), StoreError> {
+        self.write(route, Writer::Api).await
+    }
+
+    /// Deletes a route as the REST API does.
+    async fn delete(&self, source: &str) -> Result<bool, StoreError> {
+        self.remove(source, Writer::Api).await
+    }
+}
