@@ -227,9 +227,9 @@ async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
         Some(redis) => {
             tracing::info!(prefix = %redis.prefix, "routes in redis");
             let store = RedisStore::connect(&redis).context("redis settings")?;
-            let deadline = tokio::time::Instant::now() + STORE_WAIT;
+            let deadline = std::time::Instant::now() + STORE_WAIT;
             while let Err(e) = store.ping().await {
-                if tokio::time::Instant::now() >= deadline {
+                if std::time::Instant::now() >= deadline {
                     tracing::warn!(error = %e, "redis unreachable; starting anyway");
                     break;
                 }

@@ -195,7 +195,7 @@ async fn statsd_receives_the_same_figures_over_udp() {
             .any(|l| l.starts_with("ceryx_open_connections:") && l.contains("|g"));
         requests == 3 && latency && gauge
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = (std::time::Instant::now() + Duration::from_secs(10)).into();
     while !wanted(&lines) {
         let received = tokio::time::timeout_at(deadline, statsd.recv(&mut buf))
             .await

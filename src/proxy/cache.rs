@@ -13,9 +13,8 @@ use crate::telemetry::{self, RouteMetrics};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// After a failed store call, how long lookups use what they have instead of retrying.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
