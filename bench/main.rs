@@ -1,6 +1,6 @@
 //! `make bench`: Ceryx beside nginx on this machine, in one run. Starts every server on
-//! 127.0.0.1, measures with wrk, and prints one table. `--smoke` runs every scenario
-//! with tiny counts (for `make test`, so the script cannot rot).
+//! 127.0.0.1, measures with wrk, and prints a table section per scenario. `--smoke`
+//! runs every scenario with tiny counts (for `make test`, so the script cannot rot).
 //!
 //! `rig` starts the servers, `scenario::*` measure and return rows, `table` prints them.
 

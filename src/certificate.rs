@@ -108,7 +108,7 @@ static TICKETER: LazyLock<Option<Arc<dyn ProducesTickets>>> =
 /// needs it, from the stored PEM (the controller's, from a Secret) or else the files the
 /// route's settings name. Files are loaded again once they change on disk.
 #[derive(Debug, Default)]
-pub struct Slot(Mutex<SlotState>);
+pub struct Slot(Mutex<Option<Box<SlotState>>>);
 
 #[derive(Debug, Default)]
 struct SlotState {
@@ -138,33 +138,40 @@ pub enum Served {
 impl Slot {
     /// An empty slot for a route that replaces the one holding `previous`.
     pub fn after(previous: Option<&Slot>) -> Slot {
-        let reported = previous.and_then(|p| p.lock().reported.clone());
-        Slot(Mutex::new(SlotState {
-            loaded: None,
-            reported,
-        }))
+        // Boxed, and only once there is something to keep: most routes never serve TLS.
+        let reported = previous.and_then(|p| p.lock().as_ref()?.reported.clone());
+        Slot(Mutex::new(reported.map(|reported| {
+            Box::new(SlotState {
+                loaded: None,
+                reported: Some(reported),
+            })
+        })))
     }
 
-    /// What the slot serves; files that changed since they were loaded are loaded again.
+    /// What the slot serves; files that changed since they were loaded are loaded again
+    /// (outside the lock: the route table takes it while it holds its own).
     pub fn served(&self, source: &str) -> Served {
-        let mut state = self.lock();
-        if let Some(Loaded {
-            files: Some(files), ..
-        }) = &state.loaded
-            && files.changed()
-        {
-            let files = Files::new(files.paths.0.clone(), files.paths.1.clone());
-            let result = load(&files.paths.0, &files.paths.1);
-            state.keep(source, result, Some(files));
+        let files = self.state(|state| match &state.loaded {
+            Some(Loaded {
+                files: Some(files), ..
+            }) => Some((files.paths.clone(), files.stamp)),
+            _ => None,
+        });
+        if let Some(((certificate, key), stamp)) = files {
+            let now = Files::new(certificate, key);
+            if now.stamp != stamp {
+                let result = load(&now.paths.0, &now.paths.1);
+                self.state(|state| state.keep(source, result, Some(now)));
+            }
         }
-        match &state.loaded {
+        self.state(|state| match &state.loaded {
             None => Served::Unloaded,
             Some(Loaded {
                 config: Some(config),
                 ..
             }) => Served::Config(config.clone()),
             Some(_) => Served::Nothing,
-        }
+        })
     }
 
     /// Loads the route's certificate: `stored` if there is one, else its files.
@@ -180,19 +187,23 @@ impl Slot {
             (None, Some(files)) => Some(load(&files.paths.0, &files.paths.1)),
             (None, None) => None,
         };
-        let mut state = self.lock();
-        match result {
+        self.state(|state| match result {
             Some(result) => state.keep(source, result, files),
             None => {
+                state.reported = None;
                 state.loaded = Some(Loaded {
                     config: None,
                     files: None,
                 })
             }
-        }
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+    fn state<R>(&self, f: impl FnOnce(&mut SlotState) -> R) -> R {
+        f(self.lock().get_or_insert_with(Box::default))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<SlotState>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -258,9 +269,5 @@ impl Files {
             })
         };
         Some((one(certificate)?, one(key)?))
-    }
-
-    fn changed(&self) -> bool {
-        Files::stamp(&self.paths.0, &self.paths.1) != self.stamp
     }
 }

@@ -61,8 +61,9 @@ pub struct RouteCache {
     ttl: Duration,
     entries: RwLock<HashMap<String, Entry>>,
     /// Keys being fetched, with the outcome their fetch will announce.
-    fetching: Mutex<HashMap<String, Outcome>>,
-    /// Bumped by every notice; a fetch that raced a notice stores its answer as stale.
+    fetching: Mutex<HashMap<String, InFlight>>,
+    /// Bumped by every notice applied; a fetch that raced a notice (sent or applied)
+    /// stores its answer as stale.
     epoch: AtomicU64,
     /// Whether notices were sent that this cache has not applied yet.
     notices: Progress,
@@ -207,27 +208,55 @@ impl RouteCache {
     /// Fetches `keys`, but those another lookup is fetching already: their answer is
     /// waited for instead. `Err` if the store did not answer for any of them.
     async fn fetch(&self, keys: &[&str]) -> Result<(), StoreError> {
-        let (outcome, _) = watch::channel(None);
+        let mut result = Ok(());
+        let mut keys = keys.to_vec();
+        // A key is fetched again only when the lookup fetching it went away before the
+        // store answered (its client left); a few rounds of that and it is an outage.
+        for _ in 0..3 {
+            let abandoned = self.fetch_once(&keys, &mut result).await;
+            if abandoned.is_empty() {
+                return result;
+            }
+            keys = abandoned;
+        }
+        Err(StoreError::Unavailable)
+    }
+
+    /// One round of [`fetch`](Self::fetch): the keys whose fetch was abandoned.
+    async fn fetch_once<'k>(
+        &self,
+        keys: &[&'k str],
+        result: &mut Result<(), StoreError>,
+    ) -> Vec<&'k str> {
+        let sent = self.notices.sent();
         let mut mine = Vec::with_capacity(keys.len());
         let mut theirs = Vec::new();
+        let mut outcome = None;
         {
             let mut fetching = lock(&self.fetching);
             for key in keys {
                 match fetching.get(*key) {
-                    Some(other) => theirs.push(other.clone()),
-                    None => {
-                        fetching.insert((*key).to_owned(), outcome.subscribe());
+                    // A fetch that began before a notice was sent may predate a write
+                    // this lookup must see: such a fetch is not joined.
+                    Some(other) if other.sent == sent => theirs.push((*key, other.outcome.clone())),
+                    _ => {
+                        let (_, waiters) = outcome.get_or_insert_with(|| watch::channel(None));
+                        let outcome = waiters.clone();
+                        fetching.insert((*key).to_owned(), InFlight { sent, outcome });
                         mine.push(*key);
                     }
                 }
             }
         }
-        let mut result = Ok(());
-        if !mine.is_empty() {
-            // Removes the keys however this ends (a client that went away drops it);
+        if let Some((outcome, waiters)) = outcome {
+            // Takes the keys out however this ends (a client that went away drops it);
             // the waiters then see the outcome, or a fetch that never finished.
-            let _done = Fetching(self, &mine);
-            result = if self.may_ask_store() {
+            let _done = Fetching {
+                cache: self,
+                keys: &mine,
+                outcome: &waiters,
+            };
+            let fetched = if self.may_ask_store() {
                 let fetched = self.refresh(&mine).await;
                 self.record(fetched.as_ref().map(|_| ()));
                 fetched
@@ -236,18 +265,20 @@ impl RouteCache {
                 // says nothing about the store and leaves the gate as it is.
                 Err(StoreError::Unavailable)
             };
-            outcome.send_replace(Some(result.is_ok()));
-        }
-        for mut other in theirs {
-            let answered = matches!(
-                other.wait_for(Option::is_some).await.as_deref(),
-                Ok(Some(true))
-            );
-            if !answered && result.is_ok() {
-                result = Err(StoreError::Unavailable);
+            outcome.send_replace(Some(fetched.is_ok()));
+            if let Err(e) = fetched {
+                *result = Err(e);
             }
         }
-        result
+        let mut abandoned = Vec::new();
+        for (key, mut other) in theirs {
+            match other.wait_for(Option::is_some).await.as_deref() {
+                Ok(Some(true)) => {}
+                Ok(_) => *result = Err(StoreError::Unavailable),
+                Err(_) => abandoned.push(key),
+            }
+        }
+        abandoned
     }
 
     /// Whether this lookup may call the store. The gate is open unless a store call
@@ -295,16 +326,13 @@ impl RouteCache {
     }
 
     async fn refresh(&self, keys: &[&str]) -> Result<(), StoreError> {
-        let epoch = self.epoch.load(Ordering::SeqCst);
+        let (epoch, sent) = (self.epoch.load(Ordering::SeqCst), self.notices.sent());
         let sources: Vec<String> = keys.iter().map(|k| source_of(k)).collect();
         let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
         let routes = self.store.fetch(&sources).await?;
         let now = Instant::now();
-        let fresh_until = if self.epoch.load(Ordering::SeqCst) == epoch {
-            now + self.ttl
-        } else {
-            now
-        };
+        let raced = self.epoch.load(Ordering::SeqCst) != epoch || self.notices.sent() != sent;
+        let fresh_until = if !raced { now + self.ttl } else { now };
         let mut entries = self.write();
         if entries.len() + keys.len() > MAX_ENTRIES {
             entries.retain(|_, e| e.route.is_some() && e.fresh_until > now);
@@ -313,6 +341,10 @@ impl RouteCache {
             }
         }
         for (key, route) in keys.iter().zip(routes) {
+            // A raced answer may be older than a fresh one a later fetch wrote.
+            if raced && entries.get(*key).is_some_and(|e| e.fresh_until > now) {
+                continue;
+            }
             let previous = entries.get(*key).and_then(|e| e.route.as_ref());
             let route = route.map(|route| {
                 Arc::new(Resolved {
@@ -341,14 +373,31 @@ impl RouteCache {
     }
 }
 
-/// The keys of one fetch, taken out of [`RouteCache::fetching`] when it ends.
-struct Fetching<'a>(&'a RouteCache, &'a [&'a str]);
+/// A store fetch under way, for lookups that want the same key meanwhile.
+struct InFlight {
+    /// How many notices had been sent when it began.
+    sent: u64,
+    outcome: Outcome,
+}
+
+/// The keys of one fetch, taken out of [`RouteCache::fetching`] when it ends (unless a
+/// later fetch took them over).
+struct Fetching<'a> {
+    cache: &'a RouteCache,
+    keys: &'a [&'a str],
+    outcome: &'a Outcome,
+}
 
 impl Drop for Fetching<'_> {
     fn drop(&mut self) {
-        let mut fetching = lock(&self.0.fetching);
-        for key in self.1 {
-            fetching.remove(*key);
+        let mut fetching = lock(&self.cache.fetching);
+        for key in self.keys {
+            if fetching
+                .get(*key)
+                .is_some_and(|f| f.outcome.same_channel(self.outcome))
+            {
+                fetching.remove(*key);
+            }
         }
     }
 }
@@ -473,8 +522,10 @@ mod tests {
     impl RouteStore for Held {
         async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            // Read, then held: the answer is the one of the moment the fetch began.
+            let routes = self.inner.fetch(sources).await;
             let _ = self.open.subscribe().wait_for(|open| *open).await;
-            self.inner.fetch(sources).await
+            routes
         }
         async fn list(&self) -> Result<Vec<Route>, StoreError> {
             self.inner.list().await
@@ -510,8 +561,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_misses_on_one_host_make_one_store_call() {
+    /// A cache over a [`Held`] store with one route, `busy.test`.
+    async fn held_busy_host() -> (Arc<Held>, Arc<RouteCache>) {
         let store = Arc::new(Held {
             inner: MemoryStore::default(),
             fetches: AtomicU64::new(0),
@@ -519,6 +570,12 @@ mod tests {
         });
         store.put(&route("busy.test", "one")).await.unwrap();
         let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
+        (store, cache)
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_on_one_host_make_one_store_call() {
+        let (store, cache) = held_busy_host().await;
         let lookups =
             futures_util::future::join_all((0..50).map(|_| target_of(&cache, "busy.test")));
         let release = async {
@@ -531,5 +588,47 @@ mod tests {
         let (targets, ()) = tokio::join!(lookups, release);
         assert!(targets.iter().all(|t| t.as_deref() == Some("http://one")));
         assert_eq!(store.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn lookups_waiting_on_a_fetch_whose_client_left_fetch_again() {
+        use futures_util::FutureExt;
+        let (store, cache) = held_busy_host().await;
+        let mut first = Box::pin(target_of(&cache, "busy.test"));
+        assert!((&mut first).now_or_never().is_none(), "in the store");
+        let mut others = Box::pin(futures_util::future::join_all(
+            (0..10).map(|_| target_of(&cache, "busy.test")),
+        ));
+        assert!(
+            (&mut others).now_or_never().is_none(),
+            "waiting on the first"
+        );
+        // The first lookup's client goes away mid-fetch: one of the others fetches again.
+        drop(first);
+        assert!((&mut others).now_or_never().is_none(), "fetching again");
+        store.open.send_replace(true);
+        let targets = others.await;
+        assert!(targets.iter().all(|t| t.as_deref() == Some("http://one")));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_after_a_write_does_not_wait_on_a_fetch_begun_before_it() {
+        use futures_util::FutureExt;
+        let (store, cache) = held_busy_host().await;
+        let mut before = Box::pin(target_of(&cache, "busy.test"));
+        assert!((&mut before).now_or_never().is_none(), "in the store");
+        store.put(&route("busy.test", "two")).await.unwrap();
+        let mut after = Box::pin(target_of(&cache, "busy.test"));
+        assert!((&mut after).now_or_never().is_none(), "in the store too");
+        store.open.send_replace(true);
+        let (_, after) = tokio::join!(before, after);
+        assert_eq!(after.as_deref(), Some("http://two"));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            target_of(&cache, "busy.test").await.as_deref(),
+            Some("http://two"),
+            "the older answer did not overwrite the newer"
+        );
     }
 }

@@ -29,31 +29,39 @@ impl Certificates {
         let Some(host) = sni.and_then(normalize_host) else {
             return self.default.clone();
         };
-        // Routes whose certificate is not loaded yet, up to the first that serves one.
-        let mut unloaded = Vec::new();
+        // The routes whose certificate is not loaded yet, and the first after them that
+        // has one: loaded and chosen from without a second lookup.
+        let mut kept: Vec<Arc<Resolved>> = Vec::new();
         for resolved in self.routes.routes_for(&host).await {
             match resolved.certificate().served(&resolved.route.source) {
-                Served::Config(config) if unloaded.is_empty() => return config,
-                Served::Config(_) => break,
-                Served::Unloaded => unloaded.push(resolved),
+                Served::Config(config) if kept.is_empty() => return config,
+                Served::Config(_) => {
+                    kept.push(resolved);
+                    break;
+                }
+                Served::Unloaded => kept.push(resolved),
                 Served::Nothing => {}
             }
         }
-        if unloaded.is_empty() {
+        if kept.is_empty() {
             return self.default.clone();
         }
-        self.load(&unloaded).await;
-        for resolved in self.routes.routes_for(&host).await {
-            if let Served::Config(config) = resolved.certificate().served(&resolved.route.source) {
-                return config;
-            }
-        }
-        self.default.clone()
+        self.load(&kept).await;
+        kept.iter()
+            .find_map(|r| match r.certificate().served(&r.route.source) {
+                Served::Config(config) => Some(config),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.default.clone())
     }
 
-    /// Loads the certificates of `routes` in one store call; in an outage they stay
-    /// unloaded (and the next handshake tries again once the store is back).
+    /// Loads the certificates of those `routes` not loaded yet, in one store call; in an
+    /// outage they stay unloaded (the next handshake tries again once the store is back).
     async fn load(&self, routes: &[Arc<Resolved>]) {
+        let routes: Vec<&Arc<Resolved>> = routes
+            .iter()
+            .filter(|r| matches!(r.certificate().served(&r.route.source), Served::Unloaded))
+            .collect();
         let sources: Vec<&str> = routes.iter().map(|r| r.route.source.as_str()).collect();
         match self.routes.certificates(&sources).await {
             Ok(stored) => {

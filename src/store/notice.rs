@@ -115,7 +115,12 @@ pub struct Progress {
 impl Progress {
     /// Whether notices were sent that the reader has not applied yet.
     pub fn behind(&self) -> bool {
-        self.applied.load(Ordering::Acquire) < self.sent.load(Ordering::Acquire)
+        self.applied.load(Ordering::Acquire) < self.sent()
+    }
+
+    /// How many notices the store has sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
     }
 }
 

@@ -56,7 +56,9 @@ pub trait RouteStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Every change notice from now on: one per write, from this process's writers (sent
-    /// before the write returns) and from other processes (as soon as Redis delivers it).
+    /// before the write returns: by Redis on the store's own subscription, or by the
+    /// store itself while that is down) and from other processes (as soon as Redis
+    /// delivers it).
     fn subscribe(&self) -> Subscription;
 
     /// One route, if it exists.

@@ -7,7 +7,7 @@ mod scripts;
 mod subscription;
 
 use super::error::StoreError;
-use super::notice::{Notices, Subscription};
+use super::notice::{Change, Notices, Subscription};
 use super::route_store::{CertificatePem, RouteStore};
 use super::writer::Writer;
 use crate::route::{Mode, Route, Settings, normalize_target};
@@ -19,6 +19,7 @@ use scripts::Outcome;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use subscription::notice;
 use tokio::task::JoinHandle;
@@ -80,6 +81,8 @@ pub struct RedisStore {
     keys: Keys,
     timeout: Duration,
     notices: Arc<Notices>,
+    /// Whether this connection hears its own PUBLISHes (else writes announce here).
+    subscribed: Arc<AtomicBool>,
     subscriber: JoinHandle<()>,
 }
 
@@ -91,7 +94,9 @@ impl RedisStore {
         let notices = Arc::new(Notices::default());
         let keys = Keys::new(&config.prefix);
         let channel = keys.channel();
-        let handler = subscription::notice_handler(channel.clone(), notices.clone());
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let handler =
+            subscription::notice_handler(channel.clone(), notices.clone(), subscribed.clone());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -105,6 +110,7 @@ impl RedisStore {
             keys,
             timeout: config.timeout,
             notices,
+            subscribed,
             subscriber,
         })
     }
@@ -134,6 +140,16 @@ impl RedisStore {
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// Makes sure this process hears of a write to `source` before the writer returns.
+    /// The script's PUBLISH reaches this connection's own subscription before the
+    /// script's answer does, so it is announced once, by Redis; only while that
+    /// subscription is down (not yet made, or reconnecting) is it announced here.
+    fn announced(&self, source: &str) {
+        if !self.subscribed.load(Ordering::Acquire) {
+            self.notices.send(Change::route(source));
+        }
     }
 
     /// Runs one Redis call under the store's timeout: a reconnecting connection must
@@ -233,10 +249,9 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        // The script's PUBLISH reaches this connection's subscription before the
-        // script's answer does, so this process's readers hear of the write (once) before
-        // the writer gets its answer.
-        scripts::outcome(&outcome).map(drop)
+        scripts::outcome(&outcome)?;
+        self.announced(&route.source);
+        Ok(())
     }
 
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
@@ -252,7 +267,11 @@ impl RouteStore for RedisStore {
             .arg(notice(source));
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        Ok(scripts::outcome(&outcome)? == Outcome::Deleted(true))
+        let outcome = scripts::outcome(&outcome)?;
+        if outcome != Outcome::Kept {
+            self.announced(source);
+        }
+        Ok(outcome == Outcome::Deleted(true))
     }
 
     async fn certificates(
@@ -298,7 +317,9 @@ impl RouteStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let outcome: String = self.run(call.query_async(&mut conn)).await?;
-        scripts::outcome(&outcome).map(drop)
+        scripts::outcome(&outcome)?;
+        self.announced(source);
+        Ok(())
     }
 
     async fn owners(&self) -> Result<Vec<(String, String)>, StoreError> {

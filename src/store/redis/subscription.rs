@@ -5,6 +5,7 @@ use crate::store::notice::{Change, Notices};
 use redis::aio::ConnectionManager;
 use redis::{PushKind, Value};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the store checks Redis (and so reconnects and resubscribes) while idle.
@@ -40,6 +41,7 @@ fn parse_notice(payload: &str) -> Change {
 pub(super) fn notice_handler(
     channel: String,
     notices: Arc<Notices>,
+    subscribed: Arc<AtomicBool>,
 ) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
     move |push| {
         let change = match push.kind {
@@ -50,10 +52,12 @@ pub(super) fn notice_handler(
                 _ => return Ok(()),
             },
             PushKind::Subscribe => {
+                subscribed.store(true, Ordering::Release);
                 tracing::info!(%channel, "subscribed to route change notices");
                 Change::Resync
             }
             PushKind::Disconnection => {
+                subscribed.store(false, Ordering::Release);
                 crate::telemetry::store_reconnect();
                 tracing::warn!("lost the connection to redis; serving last known routes");
                 Change::Resync
