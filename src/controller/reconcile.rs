@@ -82,6 +82,10 @@ pub struct Context {
     certificates: Mutex<HashMap<String, ReadCertificate>>,
     /// Consecutive failures per resource, for the retry back-off.
     pub(super) failures: Arc<Mutex<Failures>>,
+    /// Set once both watches have listed. Reconciles wait on this, not each on the
+    /// stores: a store's readiness wakes only the last of several tasks waiting on it
+    /// (kube-runtime's `DelayedInit`), and a new leader starts many reconciles at once.
+    watched: tokio::sync::OnceCell<()>,
 }
 
 impl Context {
@@ -107,6 +111,7 @@ impl Context {
             secrets: reflector::store().0,
             certificates: Mutex::default(),
             failures: Arc::default(),
+            watched: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -137,8 +142,12 @@ pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action
         return Err(Error::NotLeader);
     }
     // Until the watches have listed once, a Service or Secret would look missing.
-    let _ = ctx.services.wait_until_ready().await;
-    let _ = ctx.secrets.wait_until_ready().await;
+    ctx.watched
+        .get_or_init(|| async {
+            let _ = ctx.services.wait_until_ready().await;
+            let _ = ctx.secrets.wait_until_ready().await;
+        })
+        .await;
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(&*obj);
     let result = reconcile_once(obj, &ctx).await;
