@@ -52,6 +52,9 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Consecutive failures per resource.
 pub(super) type Failures = HashMap<ObjectRef<CeryxRoute>, u32>;
 
+/// The status last written per resource, with the resourceVersion it was written over.
+type Published = HashMap<ObjectRef<CeryxRoute>, (Option<String>, CeryxRouteStatus)>;
+
 /// A Secret's resourceVersion and what it held, as last read.
 type ReadCertificate = (String, Result<CertificatePem, String>);
 
@@ -82,6 +85,9 @@ pub struct Context {
     certificates: Mutex<HashMap<String, ReadCertificate>>,
     /// Consecutive failures per resource, for the retry back-off.
     pub(super) failures: Arc<Mutex<Failures>>,
+    /// What each resource's status was last patched to: a retry that runs before the
+    /// watch brings the patched object back must not patch (and count) it again.
+    published: Mutex<Published>,
     /// Set once both watches have listed. Reconciles wait on this, not each on the
     /// stores: a store's readiness wakes only the last of several tasks waiting on it
     /// (kube-runtime's `DelayedInit`), and a new leader starts many reconciles at once.
@@ -111,6 +117,7 @@ impl Context {
             secrets: reflector::store().0,
             certificates: Mutex::default(),
             failures: Arc::default(),
+            published: Mutex::default(),
             watched: tokio::sync::OnceCell::new(),
         }
     }
@@ -696,6 +703,7 @@ async fn cleanup(obj: &CeryxRoute, ctx: &Context) -> Result<Action, Error> {
         // API holds is left alone.
         remove_owned(ctx, &source, &owner).await?;
     }
+    lock(&ctx.published).remove(&ObjectRef::from_obj(obj));
     Ok(Action::await_change())
 }
 
@@ -749,11 +757,16 @@ async fn publish(
         return Err(Error::NotLeader);
     }
     let generation = obj.meta().generation;
-    let previous = obj
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let key = ObjectRef::from_obj(obj);
+    let seen = obj.meta().resource_version.clone();
+    // A retry can run before the watch brings back what the last patch wrote over this
+    // very version; then what it wrote is the status, and is not sent (or counted) again.
+    let written = lock(&ctx.published)
+        .get(&key)
+        .filter(|(over, _)| over.is_some() && *over == seen)
+        .map(|(_, status)| status.clone());
+    let current = written.as_ref().or(obj.status.as_ref());
+    let previous = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let event = programmed_changed(previous, &outcome.programmed).then(|| KubeEvent {
         type_: if outcome.programmed.status == "True" {
             EventType::Normal
@@ -790,7 +803,7 @@ async fn publish(
             condition("Programmed", outcome.programmed),
         ],
     };
-    if obj.status.as_ref() == Some(&status) {
+    if current == Some(&status) {
         return Ok(());
     }
     let patch = serde_json::json!({
@@ -805,6 +818,7 @@ async fn publish(
         &Patch::Apply(patch),
     )
     .await?;
+    lock(&ctx.published).insert(key, (seen, status));
     if let Some(event) = event
         && let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await
     {
