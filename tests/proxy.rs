@@ -966,3 +966,42 @@ async fn the_listen_backlog_is_configurable() {
     let _ = by_flag.wait();
     assert_eq!(backlog, 333.min(somaxconn), "--listen-backlog");
 }
+
+#[tokio::test]
+async fn a_route_back_at_the_proxy_is_answered_508_at_once() {
+    let store: std::sync::Arc<dyn RouteStore> =
+        std::sync::Arc::new(ceryx::store::MemoryStore::default());
+    let proxy = RunningProxy::start(store.clone(), test_args()).await;
+    store
+        .put(&route("loop.test", &format!("http://{}", proxy.addr)))
+        .await
+        .unwrap();
+    let reply = TestClient::default()
+        .get(proxy.addr, "loop.test", "/")
+        .await;
+    // One hop back, then refused: without the marker this went on until fds ran out.
+    assert_eq!(reply.status, StatusCode::LOOP_DETECTED);
+}
+
+#[tokio::test]
+async fn an_absolute_form_request_is_forwarded_with_the_host_it_was_routed_by() {
+    let store: std::sync::Arc<dyn RouteStore> =
+        std::sync::Arc::new(ceryx::store::MemoryStore::default());
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    store.put(&route("a.test", &a.url())).await.unwrap();
+    store.put(&route("b.test", &b.url())).await.unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let echoed: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echoed["name"], "a");
+    assert_eq!(echoed["headers"]["host"], serde_json::json!(["a.test"]));
+}

@@ -5,23 +5,26 @@
 //! tools (no notice) still show up. Change notices expire an entry at once. An expired
 //! entry is kept as the last known good answer for when the store is unreachable. A
 //! key missing from the table is fetched once however many lookups want it at a time.
+//! The table knows which wildcard routes exist (re-read every TTL), so an unknown host
+//! costs the store the same however many labels it has.
 
 use crate::certificate::Slot;
 use crate::route::{Route, Upstream, WILDCARD};
 use crate::store::{CertificatePem, Change, Progress, RouteStore, StoreError, Subscription};
 use crate::telemetry::{self, RouteMetrics};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// After a failed store call, how long lookups use what they have instead of retrying.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// Entries kept before stale and negative ones are swept (bounds memory under floods of
-/// random host names).
-const MAX_ENTRIES: usize = 100_000;
+/// Negative entries (names with no route) kept before they are swept. They have a
+/// bound of their own: a flood of random host names bounds memory without pushing out
+/// a route that was served, the last known good answer in an outage.
+const MAX_NEGATIVE: usize = 100_000;
 
 /// A route ready to serve: the stored route plus its target parsed once.
 #[derive(Debug)]
@@ -51,6 +54,52 @@ struct Entry {
     fresh_until: Instant,
 }
 
+/// The entries, and what the store has that tells which keys a host may have.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<String, Entry>,
+    /// How many of `entries` are negative.
+    negative: usize,
+    /// The cache keys (`.suffix`) of the store's wildcard routes, once read: a host is
+    /// looked up under these alone, not under each of its suffixes.
+    wildcards: Option<HashSet<String>>,
+}
+
+impl Table {
+    fn insert(&mut self, key: &str, entry: Entry) {
+        let negative = entry.route.is_none();
+        if let Some(old) = self.entries.insert(key.to_owned(), entry)
+            && old.route.is_none()
+        {
+            self.negative -= 1;
+        }
+        self.negative += negative as usize;
+    }
+
+    /// Drops the negative entries once there are too many; routes stay.
+    fn sweep_negative(&mut self) {
+        if self.negative >= MAX_NEGATIVE {
+            self.entries.retain(|_, e| e.route.is_some());
+            self.negative = 0;
+        }
+    }
+
+    /// The keys that may answer for `host`, most specific first: the host, the
+    /// wildcards that exist among its suffixes (`every_suffix`, or until the wildcards
+    /// are known: all of them), then the catch-all. A `*.suffix` source is kept under
+    /// `.suffix`, a slice of the host itself, so a cache hit allocates nothing.
+    fn candidates<'h>(&self, host: &'h str, every_suffix: bool) -> impl Iterator<Item = &'h str> {
+        let wildcards = self.wildcards.as_ref().filter(|_| !every_suffix);
+        std::iter::once(host)
+            .chain(
+                host.match_indices('.')
+                    .map(|(i, _)| &host[i..])
+                    .filter(move |suffix| wildcards.is_none_or(|w| w.contains(*suffix))),
+            )
+            .chain(std::iter::once(WILDCARD))
+    }
+}
+
 /// The outcome of one store fetch, for the lookups waiting on it: `None` while it runs,
 /// then whether the store answered.
 type Outcome = watch::Receiver<Option<bool>>;
@@ -59,7 +108,9 @@ type Outcome = watch::Receiver<Option<bool>>;
 pub struct RouteCache {
     store: Arc<dyn RouteStore>,
     ttl: Duration,
-    entries: RwLock<HashMap<String, Entry>>,
+    table: RwLock<Table>,
+    /// Asks for the wildcards to be read again before their TTL (after a resync).
+    reindex: Arc<Notify>,
     /// Keys being fetched, with the outcome their fetch will announce.
     fetching: Mutex<HashMap<String, InFlight>>,
     /// Bumped by every notice applied; a fetch that raced a notice (sent or applied)
@@ -80,7 +131,8 @@ impl RouteCache {
         let cache = Arc::new(RouteCache {
             store,
             ttl,
-            entries: RwLock::default(),
+            table: RwLock::default(),
+            reindex: Arc::default(),
             fetching: Mutex::default(),
             epoch: AtomicU64::new(0),
             notices: notices.progress(),
@@ -88,6 +140,10 @@ impl RouteCache {
             start: Instant::now(),
         });
         tokio::spawn(follow(Arc::downgrade(&cache), notices));
+        tokio::spawn(index_wildcards(
+            Arc::downgrade(&cache),
+            cache.reindex.clone(),
+        ));
         cache
     }
 
@@ -95,17 +151,26 @@ impl RouteCache {
     pub(crate) fn apply(&self, change: &Change) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
-        let mut entries = self.write();
+        let mut table = self.write();
         match change {
             Change::Route { source, written_at } => {
-                if let Some(entry) = entries.get_mut(cache_key(source)) {
+                let key = cache_key(source);
+                if let Some(entry) = table.entries.get_mut(key) {
                     entry.fresh_until = now;
+                }
+                // A wildcard written now is known at once; one deleted is forgotten
+                // at the next reading, and costs a key fetched until then.
+                if let Some(wildcards) = &mut table.wildcards
+                    && key.starts_with('.')
+                {
+                    wildcards.insert(key.to_owned());
                 }
                 let delay = written_at.map(|at| at.elapsed().unwrap_or_default());
                 telemetry::invalidation(delay);
             }
             Change::Resync => {
-                entries.values_mut().for_each(|e| e.fresh_until = now);
+                table.entries.values_mut().for_each(|e| e.fresh_until = now);
+                self.reindex.notify_one();
                 telemetry::invalidation(None);
             }
         }
@@ -115,7 +180,9 @@ impl RouteCache {
     /// The route for a normalised host: exact name, then the longest `*.suffix`, then
     /// `$wildcard`. Fails only when the store is unreachable and nothing is known.
     pub async fn resolve(&self, host: &str) -> Result<Option<Arc<Resolved>>, StoreError> {
-        let stale = match self.stale_keys(host, true) {
+        // Notices not applied yet may be of a wildcard this lookup must see.
+        let behind = self.notices.behind();
+        let stale = match self.stale_keys(host, true, behind) {
             Ok(hit) => {
                 telemetry::cache_lookup(true);
                 return Ok(hit);
@@ -126,10 +193,10 @@ impl RouteCache {
         let fetched = self.fetch(&stale).await;
         // After a failed fetch, stale entries are the last known good answer; only a
         // host with nothing known at all gets the outage as its answer.
-        let entries = self.read();
+        let table = self.read();
         let mut unknown = false;
-        for key in candidates(host) {
-            match entries.get(key) {
+        for key in table.candidates(host, behind) {
+            match table.entries.get(key) {
                 Some(Entry {
                     route: Some(route), ..
                 }) => return Ok(Some(route.clone())),
@@ -150,13 +217,18 @@ impl RouteCache {
         &'a self,
         host: &'a str,
     ) -> impl Iterator<Item = Arc<Resolved>> + 'a {
-        if let Err(stale) = self.stale_keys(host, false) {
+        let behind = self.notices.behind();
+        if let Err(stale) = self.stale_keys(host, false, behind) {
             // A failure leaves what is known to answer.
             let _ = self.fetch(&stale).await;
         }
-        candidates(host)
+        let table = self.read();
+        let routes: Vec<_> = table
+            .candidates(host, behind)
             .filter(|key| *key != WILDCARD)
-            .filter_map(|key| self.read().get(key)?.route.clone())
+            .filter_map(|key| table.entries.get(key)?.route.clone())
+            .collect();
+        routes.into_iter()
     }
 
     /// The stored certificates of `sources`, unless the store is known to be down.
@@ -174,19 +246,19 @@ impl RouteCache {
 
     /// `Ok` with the answer when every key `host` needs is fresh (with `first`, up to the
     /// first route), else the keys to fetch. Nothing is fresh while notices are waiting
-    /// to be applied: a writer reads its own write.
+    /// to be applied (`behind`): a writer reads its own write.
     fn stale_keys<'h>(
         &self,
         host: &'h str,
         first: bool,
+        behind: bool,
     ) -> Result<Option<Arc<Resolved>>, Vec<&'h str>> {
         let now = Instant::now();
-        let trusted = !self.notices.behind();
-        let entries = self.read();
+        let table = self.read();
         let mut stale = Vec::new();
-        for key in candidates(host) {
-            match entries.get(key) {
-                Some(e) if trusted && e.fresh_until > now => {
+        for key in table.candidates(host, behind) {
+            match table.entries.get(key) {
+                Some(e) if !behind && e.fresh_until > now => {
                     if let Some(route) = &e.route
                         && first
                     {
@@ -333,19 +405,14 @@ impl RouteCache {
         let now = Instant::now();
         let raced = self.epoch.load(Ordering::SeqCst) != epoch || self.notices.sent() != sent;
         let fresh_until = if !raced { now + self.ttl } else { now };
-        let mut entries = self.write();
-        if entries.len() + keys.len() > MAX_ENTRIES {
-            entries.retain(|_, e| e.route.is_some() && e.fresh_until > now);
-            if entries.len() + keys.len() > MAX_ENTRIES {
-                entries.clear();
-            }
-        }
+        let mut table = self.write();
+        table.sweep_negative();
         for (key, route) in keys.iter().zip(routes) {
             // A raced answer may be older than a fresh one a later fetch wrote.
-            if raced && entries.get(*key).is_some_and(|e| e.fresh_until > now) {
+            if raced && table.entries.get(*key).is_some_and(|e| e.fresh_until > now) {
                 continue;
             }
-            let previous = entries.get(*key).and_then(|e| e.route.as_ref());
+            let previous = table.entries.get(*key).and_then(|e| e.route.as_ref());
             let route = route.map(|route| {
                 Arc::new(Resolved {
                     upstream: Upstream::parse(&route.target).ok(),
@@ -354,22 +421,33 @@ impl RouteCache {
                     certificate: Slot::after(previous.map(|p| p.certificate())),
                 })
             });
-            entries.insert((*key).to_owned(), Entry { route, fresh_until });
+            table.insert(key, Entry { route, fresh_until });
         }
-        telemetry::cache_entries(entries.len());
+        telemetry::cache_entries(table.entries.len());
         Ok(())
+    }
+
+    /// Takes the store's wildcard sources as read; a notice applied while they were
+    /// read may be of a wildcard the reading missed, so then they only add.
+    fn set_wildcards(&self, sources: Vec<String>, epoch: u64) {
+        let keys = sources.iter().map(|s| cache_key(s).to_owned());
+        let mut table = self.write();
+        match &mut table.wildcards {
+            Some(known) if self.epoch.load(Ordering::SeqCst) != epoch => known.extend(keys),
+            wildcards => *wildcards = Some(keys.collect()),
+        }
     }
 
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -410,16 +488,28 @@ async fn follow(cache: std::sync::Weak<RouteCache>, mut notices: Subscription) {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// Reads the store's wildcard sources every TTL (sooner after a resync) for as long as
+/// the cache lives; a failed reading keeps what was known.
+async fn index_wildcards(cache: std::sync::Weak<RouteCache>, reindex: Arc<Notify>) {
+    loop {
+        let Some(cache) = cache.upgrade() else { return };
+        let epoch = cache.epoch.load(Ordering::SeqCst);
+        match cache.store.wildcards().await {
+            Ok(sources) => cache.set_wildcards(sources, epoch),
+            Err(e) => tracing::debug!(error = %e, "could not read the wildcard routes"),
+        }
+        // A zero TTL (no caching) must not make this a busy loop.
+        let every = cache.ttl.max(Duration::from_millis(100));
+        drop(cache);
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = reindex.notified() => {}
+        }
+    }
 }
 
-/// The keys that may answer for a host, most specific first. A `*.suffix` source is
-/// kept under `.suffix`, a slice of the host itself, so a cache hit allocates nothing.
-fn candidates(host: &str) -> impl Iterator<Item = &str> {
-    std::iter::once(host)
-        .chain(host.match_indices('.').map(|(i, _)| &host[i..]))
-        .chain(std::iter::once(WILDCARD))
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cache key of a stored source (`*.a.com` → `.a.com`).
@@ -511,17 +601,37 @@ mod tests {
         );
     }
 
-    /// A store that counts fetches and holds each until it is let go.
+    /// A store that counts fetches (and the sources asked for), holds each until it is
+    /// let go, and fails them while it is down.
     struct Held {
         inner: MemoryStore,
         fetches: AtomicU64,
+        sources: AtomicU64,
         open: watch::Sender<bool>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Held {
+        fn new(open: bool) -> Arc<Held> {
+            Arc::new(Held {
+                inner: MemoryStore::default(),
+                fetches: AtomicU64::new(0),
+                sources: AtomicU64::new(0),
+                open: watch::channel(open).0,
+                down: Default::default(),
+            })
+        }
     }
 
     #[async_trait::async_trait]
     impl RouteStore for Held {
         async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            self.sources
+                .fetch_add(sources.len() as u64, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable);
+            }
             // Read, then held: the answer is the one of the moment the fetch began.
             let routes = self.inner.fetch(sources).await;
             let _ = self.open.subscribe().wait_for(|open| *open).await;
@@ -563,11 +673,7 @@ mod tests {
 
     /// A cache over a [`Held`] store with one route, `busy.test`.
     async fn held_busy_host() -> (Arc<Held>, Arc<RouteCache>) {
-        let store = Arc::new(Held {
-            inner: MemoryStore::default(),
-            fetches: AtomicU64::new(0),
-            open: watch::channel(false).0,
-        });
+        let store = Held::new(false);
         store.put(&route("busy.test", "one")).await.unwrap();
         let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
         (store, cache)
@@ -629,6 +735,61 @@ mod tests {
             target_of(&cache, "busy.test").await.as_deref(),
             Some("http://two"),
             "the older answer did not overwrite the newer"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_host_is_looked_up_under_the_wildcards_that_exist_only() {
+        let store = Held::new(true);
+        store.put(&route("*.example.com", "wild")).await.unwrap();
+        let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
+        while cache.read().wildcards.is_none() {
+            tokio::task::yield_now().await;
+        }
+        let labels: Vec<String> = (0..60).map(|i| format!("l{i}")).collect();
+        let host = format!("{}.example.com", labels.join("."));
+        assert_eq!(
+            target_of(&cache, &host).await.as_deref(),
+            Some("http://wild")
+        );
+        // The host, `*.example.com` and `$wildcard`: not one key per label.
+        assert_eq!(store.sources.load(Ordering::SeqCst), 3);
+
+        // A wildcard written now is looked up at once, before the next reading.
+        store
+            .put(&route("*.l59.example.com", "deeper"))
+            .await
+            .unwrap();
+        assert_eq!(
+            target_of(&cache, &host).await.as_deref(),
+            Some("http://deeper")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_hosts_keeps_the_last_known_routes() {
+        let store = Held::new(true);
+        store.put(&route("known.test", "one")).await.unwrap();
+        let silent = MemoryStore::default().subscribe();
+        let cache = RouteCache::new(store.clone(), silent, Duration::from_secs(60));
+        assert_eq!(
+            target_of(&cache, "known.test").await.as_deref(),
+            Some("http://one")
+        );
+        // Stale now, so only the last known answer once the store is gone.
+        cache.apply(&Change::route("known.test"));
+        for i in 0..MAX_NEGATIVE + 1_000 {
+            assert_eq!(target_of(&cache, &format!("h{i}.flood")).await, None);
+        }
+        assert!(
+            cache.read().negative <= MAX_NEGATIVE,
+            "negative entries bounded"
+        );
+        store.down.store(true, Ordering::SeqCst);
+        let known = cache.resolve("known.test").await.unwrap();
+        assert_eq!(
+            known.map(|r| r.route.target.clone()).as_deref(),
+            Some("http://one")
         );
     }
 }

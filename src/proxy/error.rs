@@ -28,6 +28,9 @@ pub(crate) enum ProxyError {
     /// The upstream did not connect or answer in time.
     #[error("upstream timed out")]
     GatewayTimeout,
+    /// The request came back to this proxy: its route points at the proxy itself.
+    #[error("the request looped back to this proxy")]
+    LoopDetected,
 }
 
 impl ProxyError {
@@ -41,6 +44,7 @@ impl ProxyError {
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
         }
     }
 

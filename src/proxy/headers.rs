@@ -36,6 +36,33 @@ const NEVER_NOMINATED: [HeaderName; 9] = [
     HeaderName::from_static("x-real-ip"),
 ];
 
+/// RFC 8586's loop-detection field: every proxy a request passes appends its token.
+pub(crate) const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// This process's `CDN-Loop` token, `ceryx-` and 64 random bits: unique to the process,
+/// so a route through another Ceryx is no loop, while one back to us is caught at the
+/// first return (through other replicas, at the first return to any of them).
+pub(crate) fn loop_marker() -> HeaderValue {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    HeaderValue::from_str(&format!("ceryx-{random:016x}"))
+        .unwrap_or(HeaderValue::from_static("ceryx"))
+}
+
+/// Whether `marker` is among the `CDN-Loop` tokens (RFC 8586: `cdn-id` then optional
+/// parameters after `;`).
+pub(crate) fn has_looped(headers: &HeaderMap, marker: &HeaderValue) -> bool {
+    let Ok(marker) = marker.to_str() else {
+        return false;
+    };
+    headers
+        .get_all(CDN_LOOP)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|info| info.split(';').next().is_some_and(|id| id.trim() == marker))
+}
+
 /// Whether a header value's comma-separated token list holds `token` (any case).
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
@@ -159,6 +186,19 @@ mod tests {
         ]);
         assert_eq!(upgrade_protocol(&firefox).unwrap(), "websocket");
         assert!(upgrade_protocol(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn only_our_own_loop_token_is_a_loop() {
+        let ours = loop_marker();
+        assert_ne!(ours, loop_marker(), "one token per process start");
+        let mut h = headers(&[("cdn-loop", "cdn-a, other-ceryx; v=1")]);
+        assert!(!has_looped(&h, &ours));
+        h.append(CDN_LOOP, ours.clone());
+        assert!(has_looped(&h, &ours));
+        let joined = format!("foo, {}; x=y", ours.to_str().unwrap());
+        let h = HeaderMap::from_iter([(CDN_LOOP, HeaderValue::from_str(&joined).unwrap())]);
+        assert!(has_looped(&h, &ours));
     }
 
     #[test]

@@ -43,6 +43,8 @@ const TWO_HOSTS: &str = "The request has more than one Host header.";
 /// One proxy: its route cache, upstream client and settings, shared by all listeners.
 pub struct Proxy {
     cache: Arc<RouteCache>,
+    /// This process's `CDN-Loop` token: a request that already carries it came back.
+    loop_marker: HeaderValue,
     forwarder: Forwarder,
     log: AccessLog,
     config: Config,
@@ -105,6 +107,7 @@ impl Proxy {
         )?;
         Ok(Arc::new(Proxy {
             cache,
+            loop_marker: headers::loop_marker(),
             forwarder,
             log: AccessLog::new(config.access_log),
             config,
@@ -156,9 +159,15 @@ impl Proxy {
         if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
             return Err(ProxyError::BadRequest(TWO_HOSTS));
         }
-        // The upstream sees the client's own Host (HTTP/2 clients send :authority only).
-        if !req.headers().contains_key(header::HOST)
-            && let Some(authority) = req.uri().authority()
+        // RFC 8586: a request that already passed through this proxy is in a loop
+        // (a route that points back at us); each round would hold two more sockets.
+        if headers::has_looped(req.headers(), &self.loop_marker) {
+            return Err(ProxyError::LoopDetected);
+        }
+        // The upstream sees the host the request is routed by: an absolute-form request
+        // line or HTTP/2's :authority replaces Host (RFC 9112 §3.2.2, RFC 9113 §8.3.1),
+        // as nginx does.
+        if let Some(authority) = req.uri().authority()
             && let Ok(value) = HeaderValue::from_str(without_userinfo(authority.as_str()))
         {
             req.headers_mut().insert(header::HOST, value);
@@ -197,6 +206,8 @@ impl Proxy {
         if max_body > 0 && declared.is_some_and(|len| len > max_body) {
             return Err(ProxyError::BodyTooLarge(max_body));
         }
+        req.headers_mut()
+            .append(headers::CDN_LOOP, self.loop_marker.clone());
         let to = Forward {
             upstream,
             client_ip: peer.ip(),

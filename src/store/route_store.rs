@@ -26,6 +26,17 @@ pub trait RouteStore: Send + Sync + 'static {
     /// Every route in the store.
     async fn list(&self) -> Result<Vec<Route>, StoreError>;
 
+    /// The sources of every wildcard route (`*.suffix`): what lets a proxy look an
+    /// unknown host up under the wildcards that exist instead of under every suffix.
+    async fn wildcards(&self) -> Result<Vec<String>, StoreError> {
+        let routes = self.list().await?;
+        Ok(routes
+            .into_iter()
+            .map(|route| route.source)
+            .filter(|source| source.starts_with("*."))
+            .collect())
+    }
+
     /// Writes a route (target, settings and owner together, atomically) and announces
     /// it, if `by` may: see [`Writer`].
     async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError>;

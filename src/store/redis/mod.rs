@@ -216,6 +216,16 @@ impl RouteStore for RedisStore {
         Ok(routes)
     }
 
+    async fn wildcards(&self) -> Result<Vec<String>, StoreError> {
+        // Keys only: one SCAN pass, no route read.
+        let key_prefix = self.keys.route("");
+        let keys = self.scan(&self.keys.route("*.")).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&key_prefix).map(str::to_owned))
+            .collect())
+    }
+
     async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
         let settings = &route.settings;
         let mut call = redis::cmd("EVAL");
