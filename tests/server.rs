@@ -13,7 +13,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -34,8 +34,11 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 /// How long the proxy kept a connection that sent `bytes` and then nothing, reading
 /// (and discarding) what the proxy sends until it closes; `None` if it still held the
 /// connection after `limit`.
-async fn held_for(proxy: SocketAddr, bytes: &[u8], limit: Duration) -> Option<Duration> {
-    let mut stream = TcpStream::connect(proxy).await.unwrap();
+async fn held_for(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    bytes: &[u8],
+    limit: Duration,
+) -> Option<Duration> {
     stream.write_all(bytes).await.unwrap();
     let start = Instant::now();
     let closed = async {
@@ -73,11 +76,10 @@ async fn unfinished_http2_header_blocks_are_cut_after_the_header_timeout() {
         ("a HEADERS frame cut short", cut_short),
         ("half the preface", PREFACE[..12].to_vec()),
     ];
-    let held = futures_util::future::join_all(
-        cases
-            .iter()
-            .map(|(_, bytes)| held_for(proxy.addr, bytes, HEADER_TIMEOUT + MARGIN)),
-    )
+    let held = futures_util::future::join_all(cases.iter().map(|(_, bytes)| async {
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        held_for(stream, bytes, HEADER_TIMEOUT + MARGIN).await
+    }))
     .await;
     for ((what, _), held) in cases.iter().zip(held) {
         let held = held
@@ -88,6 +90,45 @@ async fn unfinished_http2_header_blocks_are_cut_after_the_header_timeout() {
             "{what}: closed after {held:?}, before the header timeout"
         );
     }
+}
+
+/// The same over HTTPS (HTTP/2 by ALPN): the timeout bounds the decrypted stream, and
+/// an HTTP/2 request over TLS is still served.
+#[tokio::test]
+async fn unfinished_http2_header_blocks_over_tls_are_cut_too() {
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let env = [
+        (
+            "CERYX_CLIENT_HEADER_TIMEOUT",
+            HEADER_TIMEOUT.as_secs().to_string(),
+        ),
+        ("CERYX_HTTPS_ADDR", https.to_string()),
+    ];
+    let proxy = Process::start("run", &env).await;
+    let upstream = Upstream::start("tls").await;
+    let client = TestClient::default();
+    proxy
+        .create_route(&client, "tls.test", &upstream.url())
+        .await;
+    common::eventually(Duration::from_secs(10), "HTTPS to listen", || async {
+        TcpStream::connect(https).await.is_ok()
+    })
+    .await;
+
+    let stream = common::tls::connect(https, Some("tls.test"), &[b"h2"]).await;
+    let (status, version, echo) = common::tls::get_over(stream, "tls.test").await;
+    assert_eq!((status, version), (StatusCode::OK, http::Version::HTTP_2));
+    assert_eq!(echo["name"], "tls");
+
+    let stream = common::tls::connect(https, Some("tls.test"), &[b"h2"]).await;
+    let headers = frame(0x1, 0x1, 1, &[0x82, 0x87, 0x84]);
+    let bytes = [PREFACE, &frame(0x4, 0, 0, &[]), &headers].concat();
+    let held = held_for(stream, &bytes, HEADER_TIMEOUT + MARGIN).await;
+    let held = held.expect("an unfinished header block over TLS is cut");
+    assert!(
+        held >= HEADER_TIMEOUT - Duration::from_millis(100),
+        "{held:?}"
+    );
 }
 
 /// The header timeout bounds a header block, not the connection: a request whose
@@ -160,21 +201,33 @@ fn get(host: &str) -> Request<Empty<Bytes>> {
 
 /// A proxy (`ceryx run`, with an ops listener) routing `limit.test` to an upstream,
 /// with `env`.
-async fn proxy_with(env: &[(&str, String)]) -> (Process, Upstream, SocketAddr) {
+async fn proxy_with(env: &[(&str, String)]) -> (Process, Upstream, Listeners) {
     let ops: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut env = env.to_vec();
     env.push(("CERYX_METRICS_ADDR", ops.to_string()));
+    env.push(("CERYX_HTTPS_ADDR", https.to_string()));
     let proxy = Process::start("run", &env).await;
     let upstream = Upstream::start("limited").await;
     let client = TestClient::default();
     proxy
         .create_route(&client, "limit.test", &upstream.url())
         .await;
-    common::eventually(Duration::from_secs(10), "the ops listener", || async {
-        TcpStream::connect(ops).await.is_ok()
-    })
+    common::eventually(
+        Duration::from_secs(10),
+        "the ops and HTTPS listeners",
+        || async {
+            TcpStream::connect(ops).await.is_ok() && TcpStream::connect(https).await.is_ok()
+        },
+    )
     .await;
-    (proxy, upstream, ops)
+    (proxy, upstream, Listeners { ops, https })
+}
+
+/// The listeners of [`proxy_with`] beside the proxy's HTTP and the REST API.
+struct Listeners {
+    ops: SocketAddr,
+    https: SocketAddr,
 }
 
 /// A sixth connection's request, sent while five connections are held; it is answered
@@ -191,21 +244,31 @@ async fn sixth_request(
     })
 }
 
-/// Issue 18: CERYX_MAX_CONNECTIONS=5 holds a sixth connection in the listen backlog
-/// while five are open (each served one request and is kept alive), the REST API and
-/// the ops listener answer meanwhile, and closing one lets the sixth be served.
+/// Issue 18: CERYX_MAX_CONNECTIONS=5 holds a sixth connection (HTTP, or HTTPS: the
+/// listeners share the limit) in the listen backlog while five are open (each served
+/// one request and is kept alive), the REST API and the ops listener answer meanwhile,
+/// and closing connections lets the waiting ones be served.
 #[tokio::test]
 async fn over_the_connection_limit_new_connections_wait_and_the_api_answers() {
-    let (proxy, _upstream, ops) = proxy_with(&[("CERYX_MAX_CONNECTIONS", "5".into())]).await;
+    let limit = [("CERYX_MAX_CONNECTIONS", "5".into())];
+    let (proxy, _upstream, Listeners { ops, https }) = proxy_with(&limit).await;
     let mut held = Vec::new();
     for _ in 0..5 {
         held.push(kept_alive(proxy.addr, "limit.test").await);
     }
     let mut sixth = sixth_request(proxy.addr).await;
     let waited = tokio::time::timeout(Duration::from_millis(500), &mut sixth).await;
+    if let Ok(served) = waited {
+        panic!("the sixth connection was served over the limit: {served:?}");
+    }
+    let mut over_tls = tokio::spawn(async move {
+        let stream = common::tls::connect(https, Some("limit.test"), &[b"http/1.1"]).await;
+        common::tls::get_over(stream, "limit.test").await.0
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut over_tls).await;
     assert!(
         waited.is_err(),
-        "the sixth connection was served over the limit"
+        "an HTTPS connection was served over the limit"
     );
 
     let client = TestClient::default();
@@ -215,17 +278,26 @@ async fn over_the_connection_limit_new_connections_wait_and_the_api_answers() {
     assert_eq!(routes.status, StatusCode::OK, "the REST API answers");
     let health = client.get(ops, "ops", "/healthz").await;
     assert_eq!(health.status, StatusCode::OK, "the ops listener answers");
-    assert!(!sixth.is_finished(), "still waiting");
+    assert!(
+        !sixth.is_finished() && !over_tls.is_finished(),
+        "still waiting"
+    );
 
-    let (sender, task) = held.pop().unwrap();
-    drop(sender);
-    task.await.unwrap();
+    for (sender, task) in held.drain(..2) {
+        drop(sender);
+        task.await.unwrap();
+    }
     let response = tokio::time::timeout(Duration::from_secs(5), sixth)
         .await
         .expect("the sixth connection served once one closed")
         .unwrap()
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let status = tokio::time::timeout(Duration::from_secs(5), over_tls)
+        .await
+        .expect("the HTTPS connection served once another closed")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// The same six connections without CERYX_MAX_CONNECTIONS: the default limit (from the
@@ -233,7 +305,7 @@ async fn over_the_connection_limit_new_connections_wait_and_the_api_answers() {
 /// holds it because the setting is read.
 #[tokio::test]
 async fn without_the_setting_a_sixth_connection_is_served() {
-    let (proxy, _upstream, _ops) = proxy_with(&[]).await;
+    let (proxy, _upstream, _listeners) = proxy_with(&[]).await;
     let mut held = Vec::new();
     for _ in 0..5 {
         held.push(kept_alive(proxy.addr, "limit.test").await);
@@ -246,4 +318,31 @@ async fn without_the_setting_a_sixth_connection_is_served() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     drop(held);
+}
+
+/// A tunnel counts against the limit until it closes: with CERYX_MAX_CONNECTIONS=1, an
+/// open WebSocket keeps the next connection waiting, and closing it lets that one in.
+#[tokio::test]
+async fn an_open_tunnel_holds_its_connection_permit() {
+    let limit = [("CERYX_MAX_CONNECTIONS", "1".into())];
+    let (proxy, _upstream, _listeners) = proxy_with(&limit).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("ws://limit.test/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+
+    let mut next = sixth_request(proxy.addr).await;
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut next).await;
+    if let Ok(served) = waited {
+        panic!("served while the tunnel held the only permit: {served:?}");
+    }
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let response = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }

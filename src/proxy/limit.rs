@@ -3,9 +3,11 @@
 //! listener), so that a flood of connections cannot take the file descriptors those,
 //! Redis and the upstreams need.
 //!
-//! A listener takes a permit before it accepts: over the limit, new connections wait
-//! in the kernel's listen backlog (`CERYX_LISTEN_BACKLOG`; once that is full the kernel
-//! drops further SYNs), as nginx's do when its `worker_connections` are used up. The
+//! A listener takes a permit for each connection it accepts before it accepts the next:
+//! over the limit, each listener holds one accepted connection until a permit frees up,
+//! and the others wait in the kernel's listen backlog (`CERYX_LISTEN_BACKLOG`; once that
+//! is full the kernel drops further SYNs), as nginx's do when its `worker_connections`
+//! are used up. (A permit taken before accepting would sit idle with each listener.) The
 //! permit travels inside the connection's IO ([`Held`]), so an upgraded connection (a
 //! WebSocket tunnel) keeps it until the tunnel ends.
 

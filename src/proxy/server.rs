@@ -76,14 +76,6 @@ pub(crate) async fn serve<H: Handler>(
     let graceful = GracefulShutdown::new();
 
     loop {
-        // Taken before accepting: over the limit, connections wait in the kernel's queue.
-        let permit = match &limit {
-            None => None,
-            Some(limit) => tokio::select! {
-                permit = limit.acquire() => permit,
-                _ = shutdown.cancelled() => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -95,6 +87,15 @@ pub(crate) async fn serve<H: Handler>(
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        // Over the limit, this connection waits for a permit and the next ones wait in
+        // the kernel's queue: the listener accepts no more until it has one.
+        let permit = match &limit {
+            None => None,
+            Some(limit) => tokio::select! {
+                permit = limit.acquire() => permit,
+                _ = shutdown.cancelled() => break,
+            },
         };
         let _ = stream.set_nodelay(true);
         let stream = Held::new(stream, permit);
