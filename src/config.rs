@@ -227,6 +227,11 @@ pub struct ProxyArgs {
     /// One JSON line per request on stdout.
     #[arg(long, env = "CERYX_ACCESS_LOG", default_value_t = DEFAULT.access_log, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
+    /// Most client connections the proxy's HTTP and HTTPS listeners hold at once,
+    /// together; more wait in the listen backlog. By default half of the open-file limit
+    /// less 256 (each connection may hold an upstream one too); `0` is no limit.
+    #[arg(long, env = "CERYX_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 impl ProxyArgs {
@@ -243,6 +248,7 @@ impl ProxyArgs {
             client_header_timeout: self.client_header_timeout,
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
+            max_connections: self.max_connections,
         }
     }
 }

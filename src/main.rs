@@ -113,6 +113,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     // One crypto provider for every TLS user in the process (Redis over rediss://).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Each client connection holds a file descriptor, often two: the soft open-file limit
+    // (often 1024) is raised to the hard one, as Go's runtime does; the default
+    // CERYX_MAX_CONNECTIONS is taken from it.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -403,6 +403,12 @@ pub fn tunnel() -> Open {
     open(&TUNNELS)
 }
 
+/// The connection limit of the proxy's listeners (0: none), for dashboards to set
+/// `ceryx_open_connections` against.
+pub fn connection_limit(max: usize) {
+    gauge!("ceryx_connection_limit").set(max as f64);
+}
+
 /// A route lookup answered from the cache (`hit`) or by asking the store.
 pub fn cache_lookup(hit: bool) {
     if hit { &CACHE_HITS } else { &CACHE_MISSES }.add(1);

@@ -26,6 +26,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// Most client connections the proxy's listeners hold at once, together (more wait
+    /// in the listen backlog); `None` derives it from the open-file limit, `Some(0)` is
+    /// no limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             client_header_timeout: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
             access_log: true,
+            max_connections: None,
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod cache;
 mod config;
 mod error;
 mod forward;
+mod header_deadline;
 mod headers;
+mod limit;
 mod observe;
 mod scheme;
 mod server;
@@ -77,7 +79,8 @@ async fn serve_on(
         header: proxy.config.client_header_timeout,
         shutdown: proxy.config.shutdown_timeout,
     };
-    server::serve(listener, proxy.clone(), tls, timeouts, shutdown).await;
+    let limit = proxy.config.max_connections;
+    server::serve(listener, proxy.clone(), tls, timeouts, limit, shutdown).await;
     proxy.close_tunnels().await;
 }
 

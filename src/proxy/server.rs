@@ -1,6 +1,9 @@
 //! The listeners: accept connections (plain, or TLS with the certificate SNI asks for),
-//! serve HTTP/1.1 (with upgrades) and HTTP/2 on the same port, and shut down gracefully.
+//! serve HTTP/1.1 (with upgrades) and HTTP/2 on the same port, within the connection
+//! limit and the header timeout, and shut down gracefully.
 
+use super::header_deadline::HeaderDeadline;
+use super::limit::{self, Held};
 use super::observe::Observed;
 use super::scheme::Scheme;
 use super::tls::Certificates;
@@ -45,14 +48,18 @@ pub(crate) struct Timeouts {
 }
 
 /// Serves `listener` (HTTPS with `tls`) until `shutdown` is cancelled, then stops
-/// accepting and lets in-flight requests finish, bounded by the shutdown timeout.
+/// accepting and lets in-flight requests finish, bounded by the shutdown timeout. At
+/// most `max_connections` (the process's limit, see [`limit::for_process`]) are held
+/// at once; more wait in the listen backlog.
 pub(crate) async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     tls: Option<Arc<Certificates>>,
     timeouts: Timeouts,
+    max_connections: Option<usize>,
     shutdown: CancellationToken,
 ) {
+    let limit = limit::for_process(max_connections);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -81,7 +88,17 @@ pub(crate) async fn serve<H: Handler>(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Over the limit, this connection waits for a permit and the next ones wait in
+        // the kernel's queue: the listener accepts no more until it has one.
+        let permit = match &limit {
+            None => None,
+            Some(limit) => tokio::select! {
+                permit = limit.acquire() => permit,
+                _ = shutdown.cancelled() => break,
+            },
+        };
         let _ = stream.set_nodelay(true);
+        let stream = Held::new(stream, permit);
         let scheme = if tls.is_some() {
             Scheme::Https
         } else {
@@ -104,12 +121,12 @@ pub(crate) async fn serve<H: Handler>(
             let served = match tls {
                 None => {
                     let mut first = [0u8; 1];
-                    if !matches!(
-                        tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
-                        Ok(Ok(1))
-                    ) {
+                    let peek = stream.get_ref().peek(&mut first);
+                    if !matches!(tokio::time::timeout(header_timeout, peek).await, Ok(Ok(1))) {
                         return;
                     }
+                    // Protocol detection and HTTP/2 header blocks: hyper times neither.
+                    let stream = HeaderDeadline::new(stream, header_timeout);
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
@@ -123,6 +140,7 @@ pub(crate) async fn serve<H: Handler>(
                         }
                         Err(_) => return,
                     };
+                    let stream = HeaderDeadline::new(stream, header_timeout);
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
@@ -146,9 +164,9 @@ pub(crate) async fn serve<H: Handler>(
 /// Reads the ClientHello, looks up the certificate its SNI asks for, and completes the
 /// handshake with it.
 async fn handshake(
-    stream: TcpStream,
+    stream: Held<TcpStream>,
     certificates: &Certificates,
-) -> std::io::Result<TlsStream<TcpStream>> {
+) -> std::io::Result<TlsStream<Held<TcpStream>>> {
     let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
     let sni = start.client_hello().server_name().map(str::to_owned);
     let config = certificates.config_for(sni.as_deref()).await;
