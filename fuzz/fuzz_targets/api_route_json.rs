@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
                 "{json}"
             );
             let text = serde_json::to_string(&route).unwrap();
-            assert_eq!(serde_json::from_str::<Route>(&text).unwrap(), route, "{text}");
+            assert_eq!(
+                serde_json::from_str::<Route>(&text).unwrap(),
+                route,
+                "{text}"
+            );
         }
         Err(errors) => {
             assert!(!errors.is_empty(), "{body}");

@@ -22,15 +22,29 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!host.is_empty(), "{raw:?}");
     assert!(host.is_ascii(), "{raw:?} -> {host:?}");
-    assert!(!host.bytes().any(|b| b.is_ascii_uppercase()), "{raw:?} -> {host:?}");
+    assert!(
+        !host.bytes().any(|b| b.is_ascii_uppercase()),
+        "{raw:?} -> {host:?}"
+    );
     assert!(!host.ends_with('.'), "{raw:?} -> {host:?}");
     // Idempotent.
-    assert_eq!(normalize_host(&host).as_deref(), Some(host.as_str()), "{raw:?}");
+    assert_eq!(
+        normalize_host(&host).as_deref(),
+        Some(host.as_str()),
+        "{raw:?}"
+    );
     if host.starts_with('[') {
         assert!(host.ends_with(']'), "{raw:?} -> {host:?}");
     } else {
-        assert!(host.len() <= 253 && !host.contains(':'), "{raw:?} -> {host:?}");
+        assert!(
+            host.len() <= 253 && !host.contains(':'),
+            "{raw:?} -> {host:?}"
+        );
         // Every name the proxy looks up is a source a route can have, as is.
-        assert_eq!(normalize_source(&host).as_deref(), Some(host.as_str()), "{raw:?}");
+        assert_eq!(
+            normalize_source(&host).as_deref(),
+            Some(host.as_str()),
+            "{raw:?}"
+        );
     }
 });

@@ -92,7 +92,10 @@ fuzz_target!(|input: Input| {
         "{route:?}"
     );
     for path in [&route.settings.certificate_path, &route.settings.key_path] {
-        assert!(path.as_ref().is_none_or(|p| !p.trim().is_empty()), "{route:?}");
+        assert!(
+            path.as_ref().is_none_or(|p| !p.trim().is_empty()),
+            "{route:?}"
+        );
     }
     let (target, settings) = redis_written(&route);
     let again = redis_route(&route.source, target, settings);
