@@ -1,5 +1,5 @@
 # Every recipe is one obvious command; `make help` lists them.
-.PHONY: help build run test lint fmt bench crd chart-lint docker
+.PHONY: help build run test lint fmt bench crd chart-lint docker fuzz fuzz-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -23,6 +23,19 @@ bench: ## Ceryx beside nginx on this machine; prints the table of docs/benchmark
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = normalize_host api_route_json redis_route
+
+fuzz: ## each fuzz target in turn for FUZZ_SECONDS (default 60; needs nightly, installs cargo-fuzz)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+fuzz-check: ## type-check the fuzz targets (any toolchain; what CI runs)
+	cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 
 crd: ## regenerate crds/ceryxroute.yaml from the Rust types
 	cargo run --locked -q -- crd > crds/ceryxroute.yaml

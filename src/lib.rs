@@ -5,6 +5,9 @@ pub mod api;
 pub mod certificate;
 pub mod config;
 pub mod controller;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ops;
 pub mod proxy;
 pub mod route;

@@ -2,7 +2,7 @@
 //! without trailing slashes, and the legacy `/route` aliases). Writes go through the
 //! route store, so every proxy serves them at once.
 
-mod input;
+pub(crate) mod input;
 mod openapi;
 mod reply;
 

@@ -4,7 +4,7 @@
 mod error;
 mod memory;
 mod notice;
-mod redis;
+pub(crate) mod redis;
 mod route_store;
 mod writer;
 

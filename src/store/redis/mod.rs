@@ -364,7 +364,11 @@ impl RouteStore for RedisStore {
 /// Reads a route the way the Ceryx proxy did: any target string (a bare `host:port`
 /// gets `http://`), `enforce_https` on for "1" (or "true"), `redirect` mode only when
 /// it says so exactly.
-fn parse_route(source: &str, target: Value, settings: Value) -> Result<Option<Route>, StoreError> {
+pub(crate) fn parse_route(
+    source: &str,
+    target: Value,
+    settings: Value,
+) -> Result<Option<Route>, StoreError> {
     let Some(target): Option<String> =
         redis::from_redis_value(target).map_err(redis::RedisError::from)?
     else {
