@@ -92,10 +92,15 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
             "Deployment/t-ceryx-controller",
             "Deployment/t-ceryx-proxy",
             "Deployment/t-ceryx-redis",
+            "NetworkPolicy/t-ceryx-api",
+            "NetworkPolicy/t-ceryx-metrics",
+            "NetworkPolicy/t-ceryx-proxy",
+            "NetworkPolicy/t-ceryx-redis",
             "PodDisruptionBudget/t-ceryx-proxy",
             "Role/t-ceryx-controller-lease",
             "RoleBinding/t-ceryx-controller-lease",
             "Secret/t-ceryx-api-token",
+            "Secret/t-ceryx-redis",
             "Service/t-ceryx-api",
             "Service/t-ceryx-proxy",
             "Service/t-ceryx-redis",
@@ -438,10 +443,390 @@ fn bad_values_fail_at_install_time_with_the_reason() {
     fails("metrics.statsdAddr=statsd", "/metrics/statsdAddr");
     fails("controller.installId=a@b", "/controller/installId");
     fails("redis.embedded.runAsUser=0", "/redis/embedded/runAsUser");
+    fails("serviceMonitor.interval=soon", "/serviceMonitor/interval");
+    fails(
+        "networkPolicy.api.from[0].pods=all",
+        "/networkPolicy/api/from/0",
+    );
     fails(
         "redis.embedded.enabled=false",
         "redis.url is required when redis.embedded.enabled is false",
     );
+}
+
+/// Whether a label selector (`matchLabels`, `matchExpressions` with In, NotIn, Exists,
+/// DoesNotExist) selects an object with `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let equal = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| &labels[k] == v);
+    let expressions = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let value = &labels[e["key"].as_str().unwrap()];
+            let listed = e["values"].as_array().is_some_and(|vs| vs.contains(value));
+            match e["operator"].as_str().unwrap() {
+                "In" => listed,
+                "NotIn" => !listed,
+                "Exists" => !value.is_null(),
+                "DoesNotExist" => value.is_null(),
+                other => panic!("operator {other}"),
+            }
+        });
+    equal && expressions
+}
+
+fn pod_labels(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["metadata"]["labels"]
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// The in-chart Redis requires a password: generated into `<fullname>-redis` (the
+/// `lookup` that keeps it across upgrades is exercised by tests/kube_chart.rs), given to
+/// redis-server and to redis-cli in its probes, and read as CERYX_REDIS_PASSWORD by every
+/// Ceryx container; or all of that from redis.existingSecret, with no Secret generated.
+#[test]
+fn embedded_redis_requires_a_generated_password_that_every_ceryx_pod_reads() {
+    let objects = render(&["--set", "api.mode=separate"]);
+    let secret = find(&objects, "Secret", "t-ceryx-redis");
+    let password = secret["data"]["password"].as_str().unwrap();
+    assert_eq!(password.len(), 56, "40 random characters, base64");
+    assert!(
+        secret["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(),
+        "goes with the release, like the Redis it guards"
+    );
+    let again = render(&[]);
+    assert_ne!(
+        find(&again, "Secret", "t-ceryx-redis")["data"]["password"],
+        password,
+        "random per install (kept by lookup on upgrades)"
+    );
+    let template = std::fs::read_to_string("charts/ceryx/templates/redis.yaml").unwrap();
+    assert!(
+        template.contains(r#"lookup "v1" "Secret" .Release.Namespace $name"#),
+        "read back on upgrade, as the API token is"
+    );
+
+    let reference = json!({"name": "t-ceryx-redis", "key": "password"});
+    let redis = find(&objects, "Deployment", "t-ceryx-redis");
+    let server = container(redis);
+    assert_eq!(
+        env(redis, "REDISCLI_AUTH")["valueFrom"]["secretKeyRef"],
+        reference
+    );
+    assert_eq!(
+        server["args"],
+        json!([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            "$(REDISCLI_AUTH)"
+        ]),
+        "Kubernetes expands $(REDISCLI_AUTH) from the env"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            server[probe]["exec"]["command"],
+            json!(["sh", "-c", "redis-cli -p 6379 ping | grep -qx PONG"]),
+            "{probe}: a PING that needs the password (redis-cli exits 0 on NOAUTH, grep does not)"
+        );
+        assert!(server[probe]["tcpSocket"].is_null(), "{probe}");
+    }
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", name);
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
+            reference,
+            "{name}"
+        );
+    }
+
+    // A password of one's own (e.g. for GitOps tools that render without lookup).
+    let objects = render(&[
+        "--set",
+        "redis.existingSecret=my-redis",
+        "--set",
+        "redis.passwordKey=pw",
+    ]);
+    assert!(
+        of_kind(&objects, "Secret")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "t-ceryx-redis"),
+        "none generated"
+    );
+    let reference = json!({"name": "my-redis", "key": "pw"});
+    let redis = find(&objects, "Deployment", "t-ceryx-redis");
+    assert_eq!(
+        env(redis, "REDISCLI_AUTH")["valueFrom"]["secretKeyRef"],
+        reference
+    );
+    for name in ["t-ceryx-proxy", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", name);
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
+            reference,
+            "{name}"
+        );
+    }
+}
+
+/// An external Redis: every Ceryx container reads its password from the Secret and key
+/// the values name; the chart generates no password and no Redis policy, but keeps the
+/// policies of its own pods.
+#[test]
+fn external_redis_password_comes_from_the_named_secret_and_ceryx_pods_keep_their_policies() {
+    let objects = render(&[
+        "-f",
+        PRODUCTION,
+        "--set",
+        "redis.passwordKey=redis-password",
+    ]);
+    let reference = json!({"name": "ceryx-redis", "key": "redis-password"});
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", name);
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
+            reference,
+            "{name}"
+        );
+    }
+    assert!(of_kind(&objects, "Secret").is_empty());
+    let policies: Vec<&str> = of_kind(&objects, "NetworkPolicy")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        policies,
+        ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-metrics"]
+    );
+    let api = find(&objects, "NetworkPolicy", "t-ceryx-api");
+    assert!(selects(
+        &api["spec"]["podSelector"],
+        pod_labels(find(&objects, "Deployment", "t-ceryx-api"))
+    ));
+    assert!(!selects(
+        &api["spec"]["podSelector"],
+        pod_labels(find(&objects, "Deployment", "t-ceryx-proxy"))
+    ));
+}
+
+/// NetworkPolicies, on by default: Redis's port from this release's Ceryx pods only (and
+/// no egress), the API's port from the release namespace (or what values list), the
+/// proxies' HTTP and HTTPS from anywhere, the ops port from anywhere (or what values
+/// list); every port of every Ceryx container admitted by one of them, nothing else.
+#[test]
+fn network_policies_admit_redis_from_the_release_only_and_each_port_from_its_peers() {
+    let objects = render(&[]);
+    let redis_policy = find(&objects, "NetworkPolicy", "t-ceryx-redis");
+    assert_eq!(
+        redis_policy["spec"],
+        json!({
+            "podSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "ceryx",
+                "app.kubernetes.io/instance": "t",
+                "app.kubernetes.io/component": "redis",
+            }},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{
+                "ports": [{"protocol": "TCP", "port": "redis"}],
+                "from": [{"podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": "ceryx", "app.kubernetes.io/instance": "t"},
+                    "matchExpressions": [{
+                        "key": "app.kubernetes.io/component",
+                        "operator": "In",
+                        "values": ["proxy", "api", "controller"],
+                    }],
+                }}],
+            }],
+            "egress": [],
+        })
+    );
+    let redis = find(&objects, "Deployment", "t-ceryx-redis");
+    assert!(selects(
+        &redis_policy["spec"]["podSelector"],
+        pod_labels(redis)
+    ));
+    let peer = &redis_policy["spec"]["ingress"][0]["from"][0]["podSelector"];
+    assert!(!selects(peer, pod_labels(redis)));
+    let separate = render(&["--set", "api.mode=separate"]);
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&separate, "Deployment", name);
+        assert!(
+            selects(peer, pod_labels(deployment)),
+            "{name} reaches Redis"
+        );
+    }
+    let other = serde_yaml::Deserializer::from_str(
+        &helm(&["template", "other", CHART, "--namespace", "ceryx-system"]).unwrap(),
+    )
+    .map(|doc| Value::deserialize(doc).unwrap())
+    .filter(|v| !v.is_null())
+    .collect::<Vec<_>>();
+    assert!(
+        !selects(
+            peer,
+            pod_labels(find(&other, "Deployment", "other-ceryx-proxy"))
+        ),
+        "another release's proxies do not reach this Redis"
+    );
+
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "t-ceryx-api")["spec"]["ingress"],
+        json!([{"ports": [{"protocol": "TCP", "port": "api"}], "from": [{"podSelector": {}}]}]),
+        "the release namespace"
+    );
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "t-ceryx-proxy")["spec"]["ingress"],
+        json!([{"ports": [{"protocol": "TCP", "port": "http"}, {"protocol": "TCP", "port": "https"}]}]),
+        "from anywhere"
+    );
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "t-ceryx-metrics")["spec"]["ingress"],
+        json!([{"ports": [{"protocol": "TCP", "port": "ops"}]}]),
+        "from anywhere"
+    );
+
+    // Each container port is admitted by exactly the policy meant for it, in both modes.
+    for objects in [&objects, &separate] {
+        let policies = of_kind(objects, "NetworkPolicy");
+        for deployment in of_kind(objects, "Deployment") {
+            let name = deployment["metadata"]["name"].as_str().unwrap();
+            for port in container(deployment)["ports"].as_array().unwrap() {
+                let port = port["name"].as_str().unwrap();
+                let admitting: Vec<&str> = policies
+                    .iter()
+                    .filter(|p| selects(&p["spec"]["podSelector"], pod_labels(deployment)))
+                    .filter(|p| {
+                        p["spec"]["ingress"].as_array().unwrap().iter().any(|rule| {
+                            rule["ports"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|p| p["port"] == port)
+                        })
+                    })
+                    .map(|p| p["metadata"]["name"].as_str().unwrap())
+                    .collect();
+                let expected = match port {
+                    "http" | "https" => "t-ceryx-proxy",
+                    "api" => "t-ceryx-api",
+                    "ops" => "t-ceryx-metrics",
+                    "redis" => "t-ceryx-redis",
+                    other => panic!("{name}: port {other}"),
+                };
+                assert_eq!(admitting, [expected], "{name} port {port}");
+            }
+        }
+    }
+
+    // Peers from values; and off.
+    let objects = render(&[
+        "--set-json",
+        r#"networkPolicy.api.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ci"}}}]"#,
+        "--set-json",
+        r#"networkPolicy.metrics.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]"#,
+        "--set-json",
+        r#"networkPolicy.redis.extraFrom=[{"podSelector":{"matchLabels":{"app":"backup"}}}]"#,
+    ]);
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "t-ceryx-api")["spec"]["ingress"][0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ci"}}}])
+    );
+    assert_eq!(
+        find(&objects, "NetworkPolicy", "t-ceryx-metrics")["spec"]["ingress"][0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+    let from = &find(&objects, "NetworkPolicy", "t-ceryx-redis")["spec"]["ingress"][0]["from"];
+    assert_eq!(from.as_array().unwrap().len(), 2);
+    assert_eq!(
+        from[1],
+        json!({"podSelector": {"matchLabels": {"app": "backup"}}})
+    );
+    let objects = render(&["--set", "networkPolicy.enabled=false"]);
+    assert!(of_kind(&objects, "NetworkPolicy").is_empty());
+}
+
+/// A ServiceMonitor only when asked: through a headless Service on the ops port of the
+/// proxy, api and controller pods (not Redis), with the interval and labels of values.
+#[test]
+fn service_monitor_is_off_by_default_and_scrapes_every_ceryx_ops_port_when_on() {
+    let objects = render(&[]);
+    assert!(of_kind(&objects, "ServiceMonitor").is_empty());
+    assert!(
+        !kinds(&objects).contains(&"Service/t-ceryx-metrics".to_owned()),
+        "no Service for it either"
+    );
+
+    let objects = render(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "serviceMonitor.interval=15s",
+        "--set",
+        "serviceMonitor.scrapeTimeout=5s",
+        "--set",
+        "serviceMonitor.labels.release=kube-prometheus-stack",
+        "--set",
+        "api.mode=separate",
+    ]);
+    let monitor = find(&objects, "ServiceMonitor", "t-ceryx");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{"port": "ops", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}])
+    );
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"],
+        json!({"matchNames": ["ceryx-system"]})
+    );
+    assert_eq!(
+        monitor["spec"]["podTargetLabels"],
+        json!(["app.kubernetes.io/component"])
+    );
+    let service = find(&objects, "Service", "t-ceryx-metrics");
+    assert_eq!(service["spec"]["clusterIP"], "None", "each pod a target");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "ops", "port": 9090, "targetPort": "ops"}])
+    );
+    let services: Vec<&str> = of_kind(&objects, "Service")
+        .iter()
+        .filter(|s| selects(&monitor["spec"]["selector"], &s["metadata"]["labels"]))
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        ["t-ceryx-metrics"],
+        "the monitor selects it alone"
+    );
+    let selector = json!({"matchLabels": service["spec"]["selector"]});
+    for deployment in of_kind(&objects, "Deployment") {
+        let name = deployment["metadata"]["name"].as_str().unwrap();
+        let has_ops = container(deployment)["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "ops" && p["containerPort"] == 9090);
+        assert_eq!(
+            selects(&selector, pod_labels(deployment)),
+            name != "t-ceryx-redis",
+            "{name}"
+        );
+        assert_eq!(has_ops, name != "t-ceryx-redis", "{name}");
+    }
 }
 
 #[test]

@@ -153,8 +153,9 @@ fn restricted_namespace(plane: &ControlPlane) -> String {
     ns
 }
 
-/// The README's "Install on Kubernetes": `helm install` (the CRD from the chart), `helm
-/// upgrade` to the production values, a second release beside the first, `helm
+/// The README's "Install on Kubernetes": `helm install` (the CRD from the chart, the
+/// NetworkPolicies, the generated Redis password), `helm upgrade` with the same values
+/// (the password and API token unchanged), then to the production values, a second release beside the first, `helm
 /// uninstall`; each admitted without a warning where Pod Security "restricted" is
 /// enforced, and leaving what the README says it leaves.
 #[test]
@@ -206,11 +207,25 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
     plane.kubectl_ok(&["wait", "--for=condition=Established", CRD, "--timeout=30s"]);
     plane.kubectl_ok(&["get", "cxr", "-n", &ns]);
     let defaults = rendered("edge", &ns, &[]);
-    assert!(
-        defaults.contains("Deployment/edge-ceryx-redis"),
-        "{defaults:?}"
-    );
+    for object in [
+        "Deployment/edge-ceryx-redis",
+        "Secret/edge-ceryx-redis",
+        "NetworkPolicy/edge-ceryx-redis",
+        "NetworkPolicy/edge-ceryx-api",
+        "NetworkPolicy/edge-ceryx-proxy",
+        "NetworkPolicy/edge-ceryx-metrics",
+    ] {
+        assert!(defaults.contains(object), "{object}: {defaults:?}");
+    }
     assert_eq!(existing(plane, &ns, &defaults), defaults);
+    let secret = |name: &str, key: &str| {
+        let path = format!("jsonpath={{.data.{key}}}");
+        let value = plane.kubectl_ok(&["get", "secret", name, "-n", &ns, "-o", &path]);
+        assert!(!value.trim().is_empty(), "{name} has {key}");
+        value
+    };
+    let redis_password = secret("edge-ceryx-redis", "password");
+    let api_token = secret("edge-ceryx-api-token", "token");
     assert_eq!(
         deployment_env(plane, &ns, "edge-ceryx-controller", "CERYX_LEASE_NAME").as_deref(),
         Some("edge-ceryx-controller")
@@ -264,6 +279,24 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
          spec: {source: docs.example.com, target: {url: 'http://docs:8000'}}\n",
     );
 
+    // An upgrade with the same values keeps the generated Redis password and API token
+    // (read back by `lookup`), so running pods and Redis keep agreeing.
+    let status = helm(
+        plane,
+        &[
+            "upgrade",
+            "edge",
+            CHART,
+            "--namespace",
+            &ns,
+            "--set",
+            "proxy.replicas=3",
+        ],
+    );
+    assert!(status.contains("REVISION: 2"), "{status}");
+    assert_eq!(secret("edge-ceryx-redis", "password"), redis_password);
+    assert_eq!(secret("edge-ceryx-api-token", "token"), api_token);
+
     // Upgrade to the production values: what they add exists, what they drop is gone,
     // but the API token Secret (resource policy keep).
     let status = helm(
@@ -278,7 +311,7 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
             PRODUCTION,
         ],
     );
-    assert!(status.contains("REVISION: 2"), "{status}");
+    assert!(status.contains("REVISION: 3"), "{status}");
     let production = rendered("edge", &ns, &["-f", PRODUCTION]);
     for added in [
         "Deployment/edge-ceryx-api",
@@ -288,7 +321,13 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
     }
     assert_eq!(existing(plane, &ns, &production), production);
     let dropped: BTreeSet<String> = defaults.difference(&production).cloned().collect();
-    assert!(dropped.contains("Service/edge-ceryx-redis"), "{dropped:?}");
+    for object in [
+        "Service/edge-ceryx-redis",
+        "Secret/edge-ceryx-redis",
+        "NetworkPolicy/edge-ceryx-redis",
+    ] {
+        assert!(dropped.contains(object), "{object}: {dropped:?}");
+    }
     assert_eq!(
         existing(plane, &ns, &dropped),
         BTreeSet::from(["Secret/edge-ceryx-api-token".to_owned()])
@@ -325,7 +364,7 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
     ]);
     assert_eq!(existing(plane, &ns, &everything), kept);
     let kinds = "deployments,services,serviceaccounts,secrets,configmaps,roles,rolebindings,\
-                 poddisruptionbudgets,horizontalpodautoscalers";
+                 poddisruptionbudgets,horizontalpodautoscalers,networkpolicies";
     for release in ["edge", "second"] {
         assert_eq!(
             labelled(plane, &ns, release, kinds),

@@ -27,11 +27,32 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- .Values.api.existingSecret | default (printf "%s-api-token" (include "ceryx.fullname" .)) -}}
 {{- end -}}
 
+{{/* The Secret with the Redis password: redis.existingSecret, else (in-chart Redis only)
+the one the chart generates. Empty for an external Redis without a Secret. */}}
+{{- define "ceryx.redisSecret" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- .Values.redis.existingSecret -}}
+{{- else if .Values.redis.embedded.enabled -}}
+{{- printf "%s-redis" (include "ceryx.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the pods that run `ceryx` (proxy, api, controller; not Redis), beside the
+selector labels and the component: they serve /metrics on opsPort. */}}
+{{- define "ceryx.metricsLabel" -}}
+ceryx.dev/metrics: "true"
+{{- end -}}
+
 {{/* Where every Ceryx process finds Redis. */}}
 {{- define "ceryx.redisEnv" -}}
 {{- if .Values.redis.embedded.enabled }}
 - name: CERYX_REDIS_URL
   value: {{ printf "redis://%s-redis:6379" (include "ceryx.fullname" .) | quote }}
+- name: CERYX_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ceryx.redisSecret" . }}
+      key: {{ .Values.redis.passwordKey }}
 {{- else }}
 {{- if not .Values.redis.url }}
 {{- fail "redis.url is required when redis.embedded.enabled is false" }}
