@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
@@ -29,9 +30,11 @@ const FRAME_HEADER: usize = 9;
 const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A client connection's IO whose preface and HTTP/2 header blocks must arrive within
-/// a timeout.
+/// a timeout. It is what hyper owns, upgraded tunnels included, so it also carries the
+/// connection's permit of the connection limit, given back when the IO goes.
 pub(crate) struct HeaderDeadline<S> {
     io: S,
+    _permit: Option<OwnedSemaphorePermit>,
     phase: Phase,
     timeout: Duration,
     /// Armed at creation (for the protocol detection), reset when a header block opens.
@@ -48,11 +51,17 @@ enum Phase {
 }
 
 impl<S> HeaderDeadline<S> {
-    /// `io`, whose first bytes (and HTTP/2 header blocks) must arrive within `timeout`.
-    pub(crate) fn new(io: S, timeout: Duration) -> HeaderDeadline<S> {
+    /// `io`, whose first bytes (and HTTP/2 header blocks) must arrive within `timeout`,
+    /// holding `permit` for as long as it lives.
+    pub(crate) fn new(
+        io: S,
+        timeout: Duration,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> HeaderDeadline<S> {
         let timeout = timeout.min(LONGEST);
         HeaderDeadline {
             io,
+            _permit: permit,
             phase: Phase::Preface(0),
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
@@ -293,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn an_open_block_times_out_and_a_closed_one_does_not() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = HeaderDeadline::new(server, TIMEOUT);
+        let mut server = HeaderDeadline::new(server, TIMEOUT, None);
         let reader = tokio::spawn(async move { read_all(&mut server).await });
         client.write_all(PREFACE).await.unwrap();
         let whole = frame(HEADERS, END_HEADERS, 1, &[0x82]);
@@ -311,14 +320,14 @@ mod tests {
     #[tokio::test]
     async fn the_preface_is_bounded_and_http1_passes_through() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = HeaderDeadline::new(server, TIMEOUT);
+        let mut server = HeaderDeadline::new(server, TIMEOUT, None);
         let reader = tokio::spawn(async move { read_all(&mut server).await });
         client.write_all(&PREFACE[..10]).await.unwrap();
         let error = reader.await.unwrap().unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
 
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = HeaderDeadline::new(server, TIMEOUT);
+        let mut server = HeaderDeadline::new(server, TIMEOUT, None);
         let reader = tokio::spawn(async move { read_all(&mut server).await });
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         tokio::time::sleep(TIMEOUT * 3).await;

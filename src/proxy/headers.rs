@@ -52,15 +52,12 @@ pub(crate) fn loop_marker() -> HeaderValue {
 /// Whether `marker` is among the `CDN-Loop` tokens (RFC 8586: `cdn-id` then optional
 /// parameters after `;`).
 pub(crate) fn has_looped(headers: &HeaderMap, marker: &HeaderValue) -> bool {
-    let Ok(marker) = marker.to_str() else {
-        return false;
-    };
-    headers
-        .get_all(CDN_LOOP)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|info| info.split(';').next().is_some_and(|id| id.trim() == marker))
+    headers.get_all(CDN_LOOP).iter().any(|value| {
+        value.as_bytes().split(|b| *b == b',').any(|info| {
+            let id = info.split(|b| *b == b';').next().unwrap_or_default();
+            id.trim_ascii() == marker.as_bytes()
+        })
+    })
 }
 
 /// Whether a header value's comma-separated token list holds `token` (any case).

@@ -1,5 +1,5 @@
 //! The connection limit (`CERYX_MAX_CONNECTIONS`): one budget of client connections
-//! for every proxy listener of the process (HTTP and HTTPS; not the REST API or the ops
+//! for a proxy's listeners together (HTTP and HTTPS; not the REST API or the ops
 //! listener), so that a flood of connections cannot take the file descriptors those,
 //! Redis and the upstreams need.
 //!
@@ -8,15 +8,11 @@
 //! and the others wait in the kernel's listen backlog (`CERYX_LISTEN_BACKLOG`; once that
 //! is full the kernel drops further SYNs), as nginx's do when its `worker_connections`
 //! are used up. (A permit taken before accepting would sit idle with each listener.) The
-//! permit travels inside the connection's IO ([`Held`]), so an upgraded connection (a
-//! WebSocket tunnel) keeps it until the tunnel ends.
+//! permit travels inside the connection's IO (see `HeaderDeadline`), so an upgraded
+//! connection (a WebSocket tunnel) keeps it until the tunnel ends.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// File descriptors the default leaves to everything but client connections: listeners,
@@ -27,35 +23,30 @@ const FALLBACK: usize = 1024;
 /// At most one "limit reached" warning this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The process's connection budget.
+/// The connection budget of one proxy's listeners.
 pub(crate) struct Limit {
     permits: Arc<Semaphore>,
     max: usize,
     warned: Mutex<Option<Instant>>,
 }
 
-static PROCESS: OnceLock<Option<Arc<Limit>>> = OnceLock::new();
-
-/// The process's limit, `None` for no limit. The first listener to start makes it from
-/// its `setting` (`None`: derived from the open-file limit, `Some(0)`: no limit); the
-/// others share it, as they share the process's file descriptors.
-pub(crate) fn for_process(setting: Option<usize>) -> Option<Arc<Limit>> {
-    PROCESS
-        .get_or_init(|| {
-            let max = setting.unwrap_or_else(default_max);
-            crate::telemetry::connection_limit(max);
-            if max == 0 {
-                tracing::info!("no connection limit (CERYX_MAX_CONNECTIONS=0)");
-                return None;
-            }
-            tracing::info!(max, "connection limit");
-            Some(Arc::new(Limit {
-                permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
-                max,
-                warned: Mutex::new(None),
-            }))
-        })
-        .clone()
+impl Limit {
+    /// The limit `setting` asks for (`None`: derived from the open-file limit), or
+    /// `None` for no limit (`Some(0)`).
+    pub(crate) fn new(setting: Option<usize>) -> Option<Arc<Limit>> {
+        let max = setting.unwrap_or_else(default_max);
+        crate::telemetry::connection_limit(max);
+        if max == 0 {
+            tracing::info!("no connection limit (CERYX_MAX_CONNECTIONS=0)");
+            return None;
+        }
+        tracing::info!(max, "connection limit");
+        Some(Arc::new(Limit {
+            permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
+            max,
+            warned: Mutex::new(None),
+        }))
+    }
 }
 
 /// The default limit: half of what the open-file limit leaves past [`RESERVED_FDS`],
@@ -100,67 +91,6 @@ impl Limit {
             max = self.max,
             "connection limit reached (CERYX_MAX_CONNECTIONS): new connections wait in the listen backlog"
         );
-    }
-}
-
-/// A connection's IO, holding its permit (if any) for as long as it lives.
-pub(crate) struct Held<S> {
-    io: S,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl<S> Held<S> {
-    /// `io`, which holds `permit` until dropped.
-    pub(crate) fn new(io: S, permit: Option<OwnedSemaphorePermit>) -> Held<S> {
-        Held {
-            io,
-            _permit: permit,
-        }
-    }
-
-    /// The IO itself.
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.io
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -30,6 +30,7 @@ use error::ProxyError;
 use forward::{Forward, Forwarder};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use limit::Limit;
 use observe::{Exchange, Observed};
 use scheme::Scheme;
 use server::{Handler, Timeouts};
@@ -47,6 +48,8 @@ pub struct Proxy {
     cache: Arc<RouteCache>,
     /// This process's `CDN-Loop` token: a request that already carries it came back.
     loop_marker: HeaderValue,
+    /// The connection limit its HTTP and HTTPS listeners share.
+    connections: Option<Arc<Limit>>,
     forwarder: Forwarder,
     log: AccessLog,
     config: Config,
@@ -79,7 +82,7 @@ async fn serve_on(
         header: proxy.config.client_header_timeout,
         shutdown: proxy.config.shutdown_timeout,
     };
-    let limit = proxy.config.max_connections;
+    let limit = proxy.connections.clone();
     server::serve(listener, proxy.clone(), tls, timeouts, limit, shutdown).await;
     proxy.close_tunnels().await;
 }
@@ -111,6 +114,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             cache,
             loop_marker: headers::loop_marker(),
+            connections: Limit::new(config.max_connections),
             forwarder,
             log: AccessLog::new(config.access_log),
             config,

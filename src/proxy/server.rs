@@ -3,7 +3,7 @@
 //! limit and the header timeout, and shut down gracefully.
 
 use super::header_deadline::HeaderDeadline;
-use super::limit::{self, Held};
+use super::limit::Limit;
 use super::observe::Observed;
 use super::scheme::Scheme;
 use super::tls::Certificates;
@@ -49,17 +49,16 @@ pub(crate) struct Timeouts {
 
 /// Serves `listener` (HTTPS with `tls`) until `shutdown` is cancelled, then stops
 /// accepting and lets in-flight requests finish, bounded by the shutdown timeout. At
-/// most `max_connections` (the process's limit, see [`limit::for_process`]) are held
-/// at once; more wait in the listen backlog.
+/// most as many connections as `limit` allows (shared with the proxy's other listener)
+/// are held at once; more wait in the listen backlog.
 pub(crate) async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     tls: Option<Arc<Certificates>>,
     timeouts: Timeouts,
-    max_connections: Option<usize>,
+    limit: Option<Arc<Limit>>,
     shutdown: CancellationToken,
 ) {
-    let limit = limit::for_process(max_connections);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -98,7 +97,6 @@ pub(crate) async fn serve<H: Handler>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let stream = Held::new(stream, permit);
         let scheme = if tls.is_some() {
             Scheme::Https
         } else {
@@ -121,12 +119,14 @@ pub(crate) async fn serve<H: Handler>(
             let served = match tls {
                 None => {
                     let mut first = [0u8; 1];
-                    let peek = stream.get_ref().peek(&mut first);
-                    if !matches!(tokio::time::timeout(header_timeout, peek).await, Ok(Ok(1))) {
+                    if !matches!(
+                        tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
+                        Ok(Ok(1))
+                    ) {
                         return;
                     }
                     // Protocol detection and HTTP/2 header blocks: hyper times neither.
-                    let stream = HeaderDeadline::new(stream, header_timeout);
+                    let stream = HeaderDeadline::new(stream, header_timeout, permit);
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
@@ -140,7 +140,7 @@ pub(crate) async fn serve<H: Handler>(
                         }
                         Err(_) => return,
                     };
-                    let stream = HeaderDeadline::new(stream, header_timeout);
+                    let stream = HeaderDeadline::new(stream, header_timeout, permit);
                     let connection =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
@@ -164,9 +164,9 @@ pub(crate) async fn serve<H: Handler>(
 /// Reads the ClientHello, looks up the certificate its SNI asks for, and completes the
 /// handshake with it.
 async fn handshake(
-    stream: Held<TcpStream>,
+    stream: TcpStream,
     certificates: &Certificates,
-) -> std::io::Result<TlsStream<Held<TcpStream>>> {
+) -> std::io::Result<TlsStream<TcpStream>> {
     let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
     let sni = start.client_hello().server_name().map(str::to_owned);
     let config = certificates.config_for(sni.as_deref()).await;
