@@ -59,6 +59,18 @@ fn container(deployment: &Value) -> &Value {
     &deployment["spec"]["template"]["spec"]["containers"][0]
 }
 
+/// Every Ceryx Deployment of release `t` takes `CERYX_REDIS_PASSWORD` from `reference`.
+fn assert_ceryx_pods_read_password(objects: &[Value], reference: &Value) {
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(objects, "Deployment", name);
+        assert_eq!(
+            &env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
+            reference,
+            "{name}"
+        );
+    }
+}
+
 fn env<'a>(deployment: &'a Value, name: &str) -> &'a Value {
     container(deployment)["env"]
         .as_array()
@@ -541,14 +553,7 @@ fn embedded_redis_requires_a_generated_password_that_every_ceryx_pod_reads() {
         );
         assert!(server[probe]["tcpSocket"].is_null(), "{probe}");
     }
-    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
-        let deployment = find(&objects, "Deployment", name);
-        assert_eq!(
-            env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
-            reference,
-            "{name}"
-        );
-    }
+    assert_ceryx_pods_read_password(&objects, &reference);
 
     // A password of one's own (e.g. for GitOps tools that render without lookup).
     let objects = render(&[
@@ -591,14 +596,7 @@ fn external_redis_password_comes_from_the_named_secret_and_ceryx_pods_keep_their
         "redis.passwordKey=redis-password",
     ]);
     let reference = json!({"name": "ceryx-redis", "key": "redis-password"});
-    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
-        let deployment = find(&objects, "Deployment", name);
-        assert_eq!(
-            env(deployment, "CERYX_REDIS_PASSWORD")["valueFrom"]["secretKeyRef"],
-            reference,
-            "{name}"
-        );
-    }
+    assert_ceryx_pods_read_password(&objects, &reference);
     assert!(of_kind(&objects, "Secret").is_empty());
     let policies: Vec<&str> = of_kind(&objects, "NetworkPolicy")
         .iter()
