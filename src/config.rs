@@ -29,9 +29,24 @@ pub struct StoreArgs {
     /// Prefix of every Redis key.
     #[arg(long, env = "CERYX_REDIS_PREFIX", default_value = "ceryx")]
     pub redis_prefix: String,
-    /// Redis connect and command timeout; a bare number is milliseconds.
+    /// Redis connect and command timeout; a bare number is milliseconds. Also how long a
+    /// write waits for replicas to confirm it (see `CERYX_REDIS_WAIT_REPLICAS`).
     #[arg(long, env = "CERYX_REDIS_TIMEOUT", default_value = "100", value_parser = millis)]
     pub redis_timeout: Duration,
+    /// Redis Sentinel addresses (comma-separated `host:port`): the primary is the one they
+    /// name, followed across failovers; host, port (and a URL's host) are then ignored.
+    #[arg(long, env = "CERYX_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+    /// The master name the sentinels monitor.
+    #[arg(long, env = "CERYX_REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    pub redis_sentinel_master: String,
+    /// Password of the sentinels themselves (the primary's is `CERYX_REDIS_PASSWORD`).
+    #[arg(long, env = "CERYX_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+    /// Replicas that must confirm a route write (Redis `WAIT`, bounded by
+    /// `CERYX_REDIS_TIMEOUT`) before it is acknowledged; 1 with sentinels, 0 without.
+    #[arg(long, env = "CERYX_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<usize>,
 }
 
 impl StoreArgs {
@@ -40,9 +55,20 @@ impl StoreArgs {
         // An empty variable (as compose files often pass) counts as unset.
         let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
         let (url, host) = (set(&self.redis_url), set(&self.redis_host));
-        if url.is_none() && host.is_none() {
+        let sentinels: Vec<String> = self
+            .redis_sentinels
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if url.is_none() && host.is_none() && sentinels.is_empty() {
             return None;
         }
+        // With sentinels the primary has replicas: a write is acknowledged once one of
+        // them has it, so a failover keeps it.
+        let wait_replicas =
+            self.redis_wait_replicas
+                .unwrap_or(if sentinels.is_empty() { 0 } else { 1 });
         Some(RedisConfig {
             url,
             host: host.unwrap_or_else(|| "127.0.0.1".into()),
@@ -50,6 +76,13 @@ impl StoreArgs {
             password: self.redis_password.clone().filter(|p| !p.is_empty()),
             prefix: self.redis_prefix.clone(),
             timeout: self.redis_timeout,
+            sentinels,
+            sentinel_master: self.redis_sentinel_master.clone(),
+            sentinel_password: self
+                .redis_sentinel_password
+                .clone()
+                .filter(|p| !p.is_empty()),
+            wait_replicas,
         })
     }
 }

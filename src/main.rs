@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Controller(cmd) => {
             anyhow::ensure!(
                 cmd.store.redis().is_some(),
-                "the controller needs Redis (CERYX_REDIS_HOST or CERYX_REDIS_URL): the proxies read routes from there"
+                "the controller needs Redis (CERYX_REDIS_HOST, CERYX_REDIS_URL or CERYX_REDIS_SENTINELS): the proxies read routes from there"
             );
             let store = prepare(&cmd.store, &cmd.ops).await?;
             start_ops(store.clone(), &cmd.ops, shutdown.clone()).await?;
@@ -246,7 +246,7 @@ async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn RouteStore>> {
         }
         None => {
             tracing::info!(
-                "routes in memory (set CERYX_REDIS_HOST or CERYX_REDIS_URL to share them)"
+                "routes in memory (set CERYX_REDIS_HOST, CERYX_REDIS_URL or CERYX_REDIS_SENTINELS to share them)"
             );
             Arc::new(MemoryStore::default())
         }

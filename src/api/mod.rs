@@ -109,7 +109,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = reply::route_from(body, None)?;
-    api.store.put(&route).await?;
+    api.store.put(&route).await.map_err(ApiError::write)?;
     Ok(json(StatusCode::CREATED, &route))
 }
 
@@ -126,17 +126,20 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = reply::route_from(body, Some(&source))?;
-    api.store.put(&route).await?;
+    api.store.put(&route).await.map_err(ApiError::write)?;
     Ok(json(StatusCode::OK, &route))
 }
 
 async fn remove(State(api): State<Api>, Path(source): Path<String>) -> Result<Response, ApiError> {
     // Old tools may have stored a source verbatim (any case): remove that key too.
     if let Ok(normalized) = normalize_source(&source) {
-        api.store.delete(&normalized).await?;
+        api.store
+            .delete(&normalized)
+            .await
+            .map_err(ApiError::write)?;
     }
     if normalize_source(&source).ok().as_deref() != Some(source.as_str()) {
-        api.store.delete(&source).await?;
+        api.store.delete(&source).await.map_err(ApiError::write)?;
     }
     Ok(reply::no_content())
 }

@@ -11,6 +11,9 @@ pub async fn document() -> Response {
     json(StatusCode::OK, &spec())
 }
 
+/// A write's 503: `detail` says whether the route may have changed.
+const WRITE_UNAVAILABLE: &str = "Route store unavailable (nothing was changed), or the write was not confirmed in time, e.g. by a replica (it may or may not have been kept); `detail` says which";
+
 fn error(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -55,7 +58,7 @@ fn spec() -> Value {
                         "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
                         "413": error("Body too large"),
-                        "503": error("Route store unavailable")
+                        "503": error(WRITE_UNAVAILABLE)
                     }
                 }
             },
@@ -79,7 +82,7 @@ fn spec() -> Value {
                         "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
                         "413": error("Body too large"),
-                        "503": error("Route store unavailable")
+                        "503": error(WRITE_UNAVAILABLE)
                     }
                 },
                 "delete": {
@@ -88,7 +91,7 @@ fn spec() -> Value {
                         "204": {"description": "Deleted, or did not exist"},
                         "409": error("The route is managed by a CeryxRoute resource"),
                         "401": error("Missing or invalid token"),
-                        "503": error("Route store unavailable")
+                        "503": error(WRITE_UNAVAILABLE)
                     }
                 }
             },

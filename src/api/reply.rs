@@ -42,9 +42,29 @@ pub enum ApiError {
     /// The route belongs to a Kubernetes resource; nothing was changed.
     #[error("The route is managed by CeryxRoute {0}; change it through Kubernetes.")]
     Owned(String),
-    /// The route store failed; nothing was changed.
+    /// The route store failed a read.
     #[error("The route store is unavailable: {0}")]
     Store(StoreError),
+    /// A write the store refused or never received: nothing was changed.
+    #[error("The route store is unavailable ({0}); nothing was changed.")]
+    NotWritten(StoreError),
+    /// A write the store did not confirm (its answer was lost, or too few replicas had
+    /// it in time): it may or may not have been kept.
+    #[error(
+        "The route store did not confirm the write ({0}); it may or may not have been kept. Read the route back, or repeat the write."
+    )]
+    Unconfirmed(StoreError),
+}
+
+impl ApiError {
+    /// The answer to a failed write: says whether the route may have changed.
+    pub fn write(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Owned(owner) => ApiError::Owned(owner),
+            e if e.may_have_written() => ApiError::Unconfirmed(e),
+            e => ApiError::NotWritten(e),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -67,9 +87,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Owned(_) => StatusCode::CONFLICT,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::NotWritten(_) | ApiError::Unconfirmed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
-        if let ApiError::Store(e) = &self {
+        if let ApiError::Store(e) | ApiError::NotWritten(e) | ApiError::Unconfirmed(e) = &self {
             tracing::warn!(error = %e, "API call failed on the route store");
         }
         let mut body = serde_json::json!({"detail": self.to_string()});

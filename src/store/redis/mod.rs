@@ -1,8 +1,9 @@
 //! The Redis store, shared by every proxy replica and writer: reads and scans here, the
 //! key layout in [`keys`], the atomic writes in [`scripts`], the change notices in
-//! [`subscription`].
+//! [`subscription`], the primary (fixed, or named by sentinels) in [`primary`].
 
 mod keys;
+mod primary;
 mod scripts;
 mod subscription;
 
@@ -13,16 +14,16 @@ use super::writer::Writer;
 use crate::route::{Mode, Route, Settings, normalize_target};
 use async_trait::async_trait;
 use keys::Keys;
+use primary::{AbortOnDrop, Connector, Link, Primary, Sentinels};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, Value};
 use scripts::Outcome;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use subscription::notice;
-use tokio::task::JoinHandle;
 
 /// How many keys one SCAN step and one fetch pipeline handle when listing.
 const BATCH: usize = 500;
@@ -43,6 +44,17 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Connect and command timeout.
     pub timeout: Duration,
+    /// Redis Sentinel addresses (`host:port`); when set, the primary is the one they
+    /// name for [`RedisConfig::sentinel_master`], and host, port (and a URL's host) are
+    /// ignored.
+    pub sentinels: Vec<String>,
+    /// The master name the sentinels monitor.
+    pub sentinel_master: String,
+    /// Password of the sentinels themselves (the primary's is `password`).
+    pub sentinel_password: Option<String>,
+    /// Replicas that must confirm a route write (`WAIT`) before it is acknowledged;
+    /// 0 acknowledges what the primary applied.
+    pub wait_replicas: usize,
 }
 
 impl RedisConfig {
@@ -55,6 +67,10 @@ impl RedisConfig {
             password: None,
             prefix: "ceryx".into(),
             timeout: Duration::from_millis(100),
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            sentinel_password: None,
+            wait_replicas: 0,
         }
     }
 
@@ -77,48 +93,104 @@ impl RedisConfig {
 
 /// Routes in Redis, shared by every proxy replica and writer.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    primary: Arc<Primary>,
     keys: Keys,
     timeout: Duration,
+    /// Replicas a write waits for (`WAIT`), 0 for none.
+    wait_replicas: usize,
     notices: Arc<Notices>,
     /// Whether this connection hears its own PUBLISHes (else writes announce here).
     subscribed: Arc<AtomicBool>,
-    subscriber: JoinHandle<()>,
+    _tasks: Vec<AbortOnDrop>,
 }
 
 impl RedisStore {
     /// Prepares the connection without waiting for Redis, so a proxy can start (and
     /// serve what it can) while Redis is down; it connects and subscribes on its own.
+    /// With sentinels, it asks them for the primary and follows every failover.
     pub fn connect(config: &RedisConfig) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(config.connection_info()?)?;
+        let info = config.connection_info()?;
         let notices = Arc::new(Notices::default());
         let keys = Keys::new(&config.prefix);
         let channel = keys.channel();
         let subscribed = Arc::new(AtomicBool::new(false));
-        let handler =
-            subscription::notice_handler(channel.clone(), notices.clone(), subscribed.clone());
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_max_delay(Duration::from_secs(1))
-            .set_push_sender(handler)
-            .set_automatic_resubscription();
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        let subscriber = tokio::spawn(subscription::keep_subscribed(conn.clone(), channel));
+        let sentinels = Sentinels::of(config, &info)?;
+        // The generation whose push messages count: see `Primary::install`.
+        let live = Arc::new(AtomicU64::new(0));
+        let reads = {
+            let (channel, notices, subscribed, live) = (
+                channel.clone(),
+                notices.clone(),
+                subscribed.clone(),
+                live.clone(),
+            );
+            let timeout = config.timeout;
+            move |generation| {
+                let handler = subscription::notice_handler(
+                    channel.clone(),
+                    notices.clone(),
+                    subscribed.clone(),
+                    live.clone(),
+                    generation,
+                );
+                ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_max_delay(Duration::from_secs(1))
+                    .set_push_sender(handler)
+                    .set_automatic_resubscription()
+            }
+        };
+        // A WAIT answers within its own timeout (the store's) after the write it follows,
+        // which may queue behind another write's WAIT on this connection.
+        let writes = (config.wait_replicas > 0).then(|| {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.timeout))
+                .set_response_timeout(Some(config.timeout * 3))
+                .set_max_delay(Duration::from_secs(1))
+        });
+        let connector = Connector {
+            reads: Box::new(reads),
+            writes,
+        };
+        let mut tasks = Vec::new();
+        let primary = match sentinels {
+            None => Arc::new(Primary::fixed(
+                redis::Client::open(info)?,
+                &connector,
+                live,
+            )?),
+            Some(sentinels) => {
+                tracing::info!(master = %sentinels.master, sentinels = sentinels.nodes.len(), "redis primary named by sentinels");
+                let primary = Arc::new(Primary::followed(live));
+                tasks.push(AbortOnDrop(tokio::spawn(primary::follow(
+                    primary.clone(),
+                    sentinels,
+                    connector,
+                    notices.clone(),
+                ))));
+                primary
+            }
+        };
+        tasks.push(AbortOnDrop(tokio::spawn(subscription::keep_subscribed(
+            primary.clone(),
+            channel,
+        ))));
         Ok(RedisStore {
-            conn,
+            primary,
             keys,
             timeout: config.timeout,
+            wait_replicas: config.wait_replicas,
             notices,
             subscribed,
-            subscriber,
+            _tasks: tasks,
         })
     }
 
     /// Every key starting with `key_prefix` (SCAN, never KEYS), without duplicates.
     async fn scan(&self, key_prefix: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", escape_glob(key_prefix));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let mut cursor = 0u64;
         let mut keys = Vec::new();
         loop {
@@ -146,8 +218,11 @@ impl RedisStore {
     /// The script's PUBLISH reaches this connection's own subscription before the
     /// script's answer does, so it is announced once, by Redis; only while that
     /// subscription is down (not yet made, or reconnecting) is it announced here.
+    /// Writes that wait for replicas go through a connection of their own, whose answer
+    /// may overtake the notice on the subscribed one: those always announce here too (a
+    /// second notice of the same change costs one more read).
     fn announced(&self, source: &str) {
-        if !self.subscribed.load(Ordering::Acquire) {
+        if self.wait_replicas > 0 || !self.subscribed.load(Ordering::Acquire) {
             self.notices.send(Change::route(source));
         }
     }
@@ -158,20 +233,70 @@ impl RedisStore {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        self.run_within(self.timeout, call).await
+    }
+
+    /// [`RedisStore::run`] with a bound of its own. A failure may mean the primary changed:
+    /// the follower (with sentinels) asks again.
+    async fn run_within<T>(
+        &self,
+        limit: Duration,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(limit, call).await {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout),
         };
         if result.is_err() {
             crate::telemetry::store_error();
+            self.primary.failed();
         }
         result
     }
-}
 
-impl Drop for RedisStore {
-    fn drop(&mut self) {
-        self.subscriber.abort();
+    /// The connection for reads (and writes that do not wait for replicas).
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.link().map(|link| link.reads)
+    }
+
+    fn link(&self) -> Result<Link, StoreError> {
+        self.primary.link().inspect_err(|_| {
+            crate::telemetry::store_error();
+            self.primary.failed();
+        })
+    }
+
+    /// Runs one write script and returns its answer. With replicas to wait for, the
+    /// script and a `WAIT` go together in one round trip on the writes connection, and a
+    /// change is acknowledged only once enough replicas confirmed it: what a failover
+    /// keeps. A refusal (nothing written) is answered as such, confirmed or not.
+    async fn write_script(&self, script: redis::Cmd) -> Result<String, StoreError> {
+        let link = self.link()?;
+        let Some(mut conn) = link.writes else {
+            let mut conn = link.reads;
+            return self.run(script.query_async(&mut conn)).await;
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(script)
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(
+                u64::try_from(self.timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+        let (answer, confirmed): (String, usize) = self
+            .run_within(self.timeout * 2, pipe.query_async(&mut conn))
+            .await?;
+        let changed = matches!(scripts::outcome(&answer), Ok(o) if o != Outcome::Kept);
+        if changed && confirmed < self.wait_replicas {
+            crate::telemetry::store_error();
+            return Err(StoreError::NotReplicated {
+                wanted: self.wait_replicas,
+                confirmed,
+            });
+        }
+        Ok(answer)
     }
 }
 
@@ -187,7 +312,7 @@ impl RouteStore for RedisStore {
             pipe.get(self.keys.route(source))
                 .hgetall(self.keys.settings(source));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
         let mut values = values.into_iter();
         let mut routes = Vec::with_capacity(sources.len());
@@ -257,8 +382,7 @@ impl RouteStore for RedisStore {
         if let Some(path) = &settings.key_path {
             call.arg("key_path").arg(path);
         }
-        let mut conn = self.conn.clone();
-        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        let outcome = self.write_script(call).await?;
         scripts::outcome(&outcome)?;
         self.announced(&route.source);
         Ok(())
@@ -275,8 +399,7 @@ impl RouteStore for RedisStore {
             .arg(by.owner().unwrap_or(""))
             .arg(self.keys.channel())
             .arg(notice(source));
-        let mut conn = self.conn.clone();
-        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        let outcome = self.write_script(call).await?;
         let outcome = scripts::outcome(&outcome)?;
         if outcome != Outcome::Kept {
             self.announced(source);
@@ -295,7 +418,7 @@ impl RouteStore for RedisStore {
         for source in sources {
             pipe.hgetall(self.keys.certificate(source));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let hashes: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut conn)).await?;
         Ok(hashes
             .into_iter()
@@ -325,8 +448,7 @@ impl RouteStore for RedisStore {
         if let Some(pem) = pem {
             call.arg(&pem.certificate).arg(&pem.key);
         }
-        let mut conn = self.conn.clone();
-        let outcome: String = self.run(call.query_async(&mut conn)).await?;
+        let outcome = self.write_script(call).await?;
         scripts::outcome(&outcome)?;
         self.announced(source);
         Ok(())
@@ -336,7 +458,7 @@ impl RouteStore for RedisStore {
         let key_prefix = self.keys.owner("");
         let keys = self.scan(&key_prefix).await?;
         let mut owners = Vec::with_capacity(keys.len());
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         for chunk in keys.chunks(BATCH) {
             let values: Vec<Option<String>> = self
                 .run(redis::cmd("MGET").arg(chunk).query_async(&mut conn))
@@ -351,7 +473,7 @@ impl RouteStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         self.run(redis::cmd("PING").query_async::<()>(&mut conn))
             .await
     }

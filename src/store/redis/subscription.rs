@@ -1,11 +1,12 @@
 //! The change-notice subscription: one `<prefix>:events` channel on the store's own
-//! connection, kept subscribed across reconnects, its messages turned into notices.
+//! connection, kept subscribed across reconnects (and onto each new primary after a
+//! failover), its messages turned into notices.
 
+use super::primary::Primary;
 use crate::store::notice::{Change, Notices};
-use redis::aio::ConnectionManager;
 use redis::{PushKind, Value};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often the store checks Redis (and so reconnects and resubscribes) while idle.
@@ -37,13 +38,19 @@ fn parse_notice(payload: &str) -> Change {
 
 /// Turns Redis push messages into [`Change`]s, on the connection's reader task so a
 /// notice takes effect the moment it arrives. A (re)subscription or a lost connection
-/// means notices may have been missed, so subscribers are told to resync.
+/// means notices may have been missed, so subscribers are told to resync. Only the
+/// connection of the current primary (`generation` equal to `live`) is listened to.
 pub(super) fn notice_handler(
     channel: String,
     notices: Arc<Notices>,
     subscribed: Arc<AtomicBool>,
+    live: Arc<AtomicU64>,
+    generation: u64,
 ) -> impl Fn(redis::PushInfo) -> Result<(), std::convert::Infallible> + Send + Sync + 'static {
     move |push| {
+        if live.load(Ordering::Acquire) != generation {
+            return Ok(());
+        }
         let change = match push.kind {
             PushKind::Message => match push.data.as_slice() {
                 [Value::BulkString(ch), Value::BulkString(notice)] if ch == channel.as_bytes() => {
@@ -69,19 +76,30 @@ pub(super) fn notice_handler(
     }
 }
 
-/// Subscribes to the notice channel, retrying until Redis is reachable, then pings so
-/// that a dropped connection is re-established (and resubscribed) even without traffic.
-pub(super) async fn keep_subscribed(mut conn: ConnectionManager, channel: String) {
-    let mut subscribed = false;
+/// Subscribes to the notice channel on the current primary's connection, retrying until
+/// Redis is reachable and at once when the primary changes, then checks that connection
+/// every second, so that a dropped one is re-established (and resubscribed) even without
+/// traffic, and a demoted primary is noticed.
+pub(super) async fn keep_subscribed(primary: Arc<Primary>, channel: String) {
+    let mut subscribed = None;
     loop {
-        if !subscribed {
-            match conn.subscribe(&channel).await {
-                Ok(()) => subscribed = true,
-                Err(e) => tracing::debug!(error = %e, "redis not reachable yet"),
+        if let Ok(link) = primary.link() {
+            if subscribed != Some(link.generation) {
+                let mut conn = link.reads.clone();
+                match conn.subscribe(&channel).await {
+                    Ok(()) => subscribed = Some(link.generation),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis not reachable yet");
+                        primary.failed();
+                    }
+                }
+            } else {
+                primary.check(&link).await;
             }
-        } else if let Err(e) = redis::cmd("PING").query_async::<()>(&mut conn).await {
-            tracing::debug!(error = %e, "redis ping failed");
         }
-        tokio::time::sleep(PING_INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(PING_INTERVAL) => {}
+            _ = primary.installed() => {}
+        }
     }
 }
