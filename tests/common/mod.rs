@@ -1,6 +1,6 @@
-//! Test harness: a real `redis-server` on a free port, real upstream servers and the
-//! proxy itself, all on 127.0.0.1. This file only names the fixtures and re-exports
-//! them; each lives in its own module.
+//! Test harness: a real `redis-server` on a free port (or a Sentinel-managed set of
+//! them), real upstream servers and the proxy itself, all on 127.0.0.1. This file only
+//! names the fixtures and re-exports them; each lives in its own module.
 
 // Every tests/*.rs compiles this harness anew and uses only the fixtures it needs, so
 // each item is unused in some binary (and used in another).
@@ -10,6 +10,7 @@
 )]
 
 pub mod cluster;
+pub mod sentinel;
 pub mod tls;
 
 mod api;

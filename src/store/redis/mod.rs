@@ -115,6 +115,15 @@ impl RedisStore {
         let channel = keys.channel();
         let subscribed = Arc::new(AtomicBool::new(false));
         let sentinels = Sentinels::of(config, &info)?;
+        // A manager retries a lost connection several times (3.5 s by default) before a
+        // waiting call hears of it. With sentinels, a primary that stops answering is
+        // the follower's to replace: calls fail at once (so that a write the server never
+        // got says "nothing was changed") and the next call tries again.
+        let followed = sentinels.is_some();
+        let retries = move |config: ConnectionManagerConfig| match followed {
+            true => config.set_number_of_retries(0),
+            false => config,
+        };
         // The generation whose push messages count: see `Primary::install`.
         let live = Arc::new(AtomicU64::new(0));
         let reads = {
@@ -133,21 +142,25 @@ impl RedisStore {
                     live.clone(),
                     generation,
                 );
-                ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_push_sender(handler)
-                    .set_automatic_resubscription()
+                retries(
+                    ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout))
+                        .set_max_delay(Duration::from_secs(1))
+                        .set_push_sender(handler)
+                        .set_automatic_resubscription(),
+                )
             }
         };
         // A WAIT answers within its own timeout (the store's) after the write it follows,
         // which may queue behind another write's WAIT on this connection.
         let writes = (config.wait_replicas > 0).then(|| {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.timeout))
-                .set_response_timeout(Some(config.timeout * 3))
-                .set_max_delay(Duration::from_secs(1))
+            retries(
+                ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(config.timeout * 3))
+                    .set_max_delay(Duration::from_secs(1)),
+            )
         });
         let connector = Connector {
             reads: Box::new(reads),

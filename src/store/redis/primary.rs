@@ -278,6 +278,8 @@ pub(super) async fn follow(
     let mut current: Option<ConnectionAddr> = None;
     let mut warned = false;
     loop {
+        // Failed calls come in bursts: one question per burst is enough.
+        let asked = std::time::Instant::now();
         let found = tokio::time::timeout(
             sentinels.timeout,
             sentinel.async_master_for(&sentinels.master, Some(&sentinels.node)),
@@ -313,8 +315,7 @@ pub(super) async fn follow(
             _ = primary.kick.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
-        // Failed calls come in bursts: one question per burst is enough.
-        tokio::time::sleep(RETRY).await;
+        tokio::time::sleep_until((asked + RETRY).into()).await;
     }
 }
 

@@ -1,0 +1,317 @@
+//! A Sentinel-managed Redis of our own: one primary, two replicas and three
+//! `redis-sentinel` processes (quorum 2), all on free loopback ports, with a short
+//! `down-after-milliseconds` so a failover takes seconds.
+
+use super::poll::eventually;
+use super::port::free_port;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The master name the sentinels monitor.
+pub const MASTER: &str = "mymaster";
+/// How long a primary must be silent before a sentinel thinks it down.
+pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
+/// Sentinel's `failover-timeout`: bounds one failover attempt (and the replicas'
+/// reconfiguration), and when the next attempt may start.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_millis(3000);
+
+/// Whether `redis-sentinel` is installed. Without it a test returns early on a
+/// developer's machine, and fails on CI (`CI=true`), where nothing may be skipped.
+pub fn sentinel_installed() -> bool {
+    let found = Command::new("redis-sentinel")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-sentinel is not installed: CI must run the Sentinel tests (scripts/test-deps installs Debian's redis-sentinel)"
+        );
+        eprintln!("SKIPPED: redis-sentinel is not installed (apt-get install redis-sentinel)");
+    }
+    found
+}
+
+/// One `redis-server` or `redis-sentinel` process, killed when dropped.
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn spawn(program: &str, args: &[String]) -> Node {
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .map(|i| args[i + 1].parse().unwrap())
+            .unwrap_or(0);
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+        Node {
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn kill(&mut self) {
+        // `Child::kill` is SIGKILL: the process gets no chance to do anything.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A primary, two replicas and three sentinels watching them.
+pub struct SentinelSet {
+    servers: Vec<Node>,
+    sentinels: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl SentinelSet {
+    /// Starts the servers, waits until both replicas are in sync, then starts the
+    /// sentinels and waits until each knows the two replicas and the two other
+    /// sentinels (so that a failover can be agreed on at once).
+    pub async fn start() -> SentinelSet {
+        let primary_port = free_port();
+        let dir = std::env::temp_dir().join(format!("ceryx-test-sentinel-{primary_port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut servers = vec![server(primary_port, None)];
+        for _ in 0..2 {
+            servers.push(server(free_port(), Some(primary_port)));
+        }
+        let mut set = SentinelSet {
+            servers,
+            sentinels: Vec::new(),
+            dir,
+        };
+        for node in &set.servers {
+            let port = node.port;
+            eventually(Duration::from_secs(10), "redis-server to start", || async {
+                ping(port).await
+            })
+            .await;
+        }
+        for replica in &set.servers[1..] {
+            let port = replica.port;
+            eventually(Duration::from_secs(20), "a replica to sync", || async {
+                info(port, "replication")
+                    .await
+                    .is_some_and(|i| i.get("master_link_status").map(String::as_str) == Some("up"))
+            })
+            .await;
+        }
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {MASTER} {down}\n\
+                     sentinel failover-timeout {MASTER} {failover}\n\
+                     sentinel parallel-syncs {MASTER} 2\n",
+                    dir = set.dir.display(),
+                    down = DOWN_AFTER.as_millis(),
+                    failover = FAILOVER_TIMEOUT.as_millis(),
+                ),
+            )
+            .unwrap();
+            let mut node = Node::spawn("redis-sentinel", &[conf.display().to_string()]);
+            node.port = port;
+            set.sentinels.push(node);
+        }
+        for sentinel in &set.sentinels {
+            let port = sentinel.port;
+            eventually(
+                Duration::from_secs(30),
+                "each sentinel to know both replicas and the other sentinels",
+                || async {
+                    let Some(master) = sentinel_master(port).await else {
+                        return false;
+                    };
+                    master.get("num-slaves").map(String::as_str) == Some("2")
+                        && master.get("num-other-sentinels").map(String::as_str) == Some("2")
+                },
+            )
+            .await;
+        }
+        set
+    }
+
+    /// The sentinels' addresses, as `CERYX_REDIS_SENTINELS` takes them.
+    pub fn sentinels(&self) -> String {
+        self.sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The environment of a `ceryx` process using this set.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CERYX_REDIS_SENTINELS", self.sentinels()),
+            ("CERYX_REDIS_SENTINEL_MASTER", MASTER.into()),
+        ]
+    }
+
+    /// The port of the server the sentinels name as primary now.
+    pub async fn primary_port(&self) -> Option<u16> {
+        for sentinel in &self.sentinels {
+            let Ok(mut conn) = connect(sentinel.port).await else {
+                continue;
+            };
+            let addr: Result<Option<(String, u16)>, _> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(MASTER)
+                .query_async(&mut conn)
+                .await;
+            if let Ok(Some((_, port))) = addr {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// SIGKILLs the current primary; returns its port.
+    pub async fn kill_primary(&mut self) -> u16 {
+        let port = self.primary_port().await.expect("a primary");
+        let node = self
+            .servers
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("the primary is one of ours");
+        node.kill();
+        port
+    }
+
+    /// Waits until the sentinels name a primary other than `old` and that server says it
+    /// is one; returns its port.
+    pub async fn new_primary(&self, old: u16, limit: Duration) -> u16 {
+        let start = Instant::now();
+        loop {
+            if let Some(port) = self.primary_port().await
+                && port != old
+                && role(port).await.as_deref() == Some("master")
+            {
+                return port;
+            }
+            assert!(start.elapsed() < limit, "no failover within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A plain connection to the server on `port`.
+    pub async fn raw(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        connect(port).await.unwrap()
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        self.sentinels.clear();
+        self.servers.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server(port: u16, replica_of: Option<u16>) -> Node {
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        // A replica's first sync starts at once, not after the default 5 s.
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(primary) = replica_of {
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.to_string(),
+        ]);
+    }
+    Node::spawn("redis-server", &args)
+}
+
+async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(conn) => conn,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "connect timed out",
+        ))),
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    match connect(port).await {
+        Ok(mut c) => redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `INFO <section>` of the server on `port`, as fields.
+async fn info(port: u16, section: &str) -> Option<HashMap<String, String>> {
+    let mut conn = connect(port).await.ok()?;
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect(),
+    )
+}
+
+/// `role` from the server's `INFO replication`: `master` or `slave`.
+async fn role(port: u16) -> Option<String> {
+    info(port, "replication").await?.remove("role")
+}
+
+/// What the sentinel on `port` knows of the monitored master.
+async fn sentinel_master(port: u16) -> Option<HashMap<String, String>> {
+    let mut conn = connect(port).await.ok()?;
+    redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg(MASTER)
+        .query_async(&mut conn)
+        .await
+        .ok()
+}
