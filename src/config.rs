@@ -391,6 +391,38 @@ mod tests {
     }
 
     #[test]
+    fn sentinels_name_the_primary_and_writes_then_wait_for_a_replica() {
+        #[derive(clap::Parser)]
+        struct Store {
+            #[command(flatten)]
+            store: StoreArgs,
+        }
+        let parse = |args: &[&str]| {
+            <Store as clap::Parser>::try_parse_from([&["ceryx"], args].concat())
+                .unwrap()
+                .store
+                .redis()
+        };
+        let redis = parse(&[
+            "--redis-sentinels",
+            "s1:26379, s2:26379,",
+            "--redis-sentinel-master",
+            "routes",
+        ])
+        .unwrap();
+        assert_eq!(redis.sentinels, ["s1:26379", "s2:26379"]);
+        assert_eq!(redis.sentinel_master, "routes");
+        assert_eq!(redis.wait_replicas, 1);
+        let redis = parse(&["--redis-sentinels", "s1", "--redis-wait-replicas", "0"]).unwrap();
+        assert_eq!(
+            (redis.sentinel_master.as_str(), redis.wait_replicas),
+            ("mymaster", 0)
+        );
+        assert_eq!(parse(&["--redis-host", "r"]).unwrap().wait_replicas, 0);
+        assert!(parse(&[]).is_none());
+    }
+
+    #[test]
     fn trusted_proxies_match_by_cidr() {
         let config = proxy::Config {
             trusted_proxies: vec![cidr("10.0.0.0/8").unwrap(), cidr("::1").unwrap()],

@@ -172,10 +172,11 @@ impl RedisStore {
                 redis::Client::open(info)?,
                 &connector,
                 live,
+                subscribed.clone(),
             )?),
             Some(sentinels) => {
                 tracing::info!(master = %sentinels.master, sentinels = sentinels.nodes.len(), "redis primary named by sentinels");
-                let primary = Arc::new(Primary::followed(live));
+                let primary = Arc::new(Primary::followed(live, subscribed.clone()));
                 tasks.push(AbortOnDrop(tokio::spawn(primary::follow(
                     primary.clone(),
                     sentinels,

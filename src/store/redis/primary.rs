@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Role, TlsMode};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -84,6 +84,9 @@ pub(super) struct Primary {
     kick: Notify,
     /// Set when a new primary's connections are in place: they are subscribed at once.
     installed: Notify,
+    /// Whether the current connection hears the notices (the store's flag): not a new
+    /// one, until it has subscribed.
+    subscribed: Arc<AtomicBool>,
     /// Whether a sentinel set names the primary (then it can change).
     followed: bool,
 }
@@ -94,23 +97,26 @@ impl Primary {
         client: Client,
         connector: &Connector,
         live: Arc<AtomicU64>,
+        subscribed: Arc<AtomicBool>,
     ) -> Result<Primary, StoreError> {
         Ok(Primary {
             link: RwLock::new(Some(connector.link(client, live.load(Ordering::Acquire))?)),
             live,
             kick: Notify::new(),
             installed: Notify::new(),
+            subscribed,
             followed: false,
         })
     }
 
     /// A primary the sentinels will name: none until [`follow`] finds it.
-    pub(super) fn followed(live: Arc<AtomicU64>) -> Primary {
+    pub(super) fn followed(live: Arc<AtomicU64>, subscribed: Arc<AtomicBool>) -> Primary {
         Primary {
             link: RwLock::new(None),
             live,
             kick: Notify::new(),
             installed: Notify::new(),
+            subscribed,
             followed: true,
         }
     }
@@ -172,6 +178,7 @@ impl Primary {
         // From now on only the new connection's pushes count: the old one's late
         // "disconnected" must not mark the new subscription as down.
         self.live.store(generation, Ordering::Release);
+        self.subscribed.store(false, Ordering::Release);
         match connector.link(client, generation) {
             Ok(link) => {
                 *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
