@@ -617,6 +617,98 @@ fn external_redis_password_comes_from_the_named_secret_and_ceryx_pods_keep_their
     ));
 }
 
+/// An external Sentinel-managed Redis: every Ceryx pod finds the primary through the
+/// sentinels the values list, under the master name they give, with the sentinels' own
+/// password from its Secret and the primary's from redis.existingSecret; no URL is
+/// needed, writes wait for a replica unless told otherwise, and the in-chart Redis stays
+/// apart (it cannot be combined with sentinels).
+#[test]
+fn sentinel_values_point_every_ceryx_pod_at_the_sentinels() {
+    const SENTINELS: &str = "s1.data:26379,s2.data:26379,s3.data:26379";
+    let sentinels = format!("redis.sentinel.addresses={{{SENTINELS}}}");
+    let objects = render(&[
+        "-f",
+        PRODUCTION,
+        "--set",
+        "redis.url=",
+        "--set",
+        &sentinels,
+        "--set",
+        "redis.sentinel.masterName=routes",
+        "--set",
+        "redis.sentinel.existingSecret=sentinel-auth",
+        "--set",
+        "redis.sentinel.passwordKey=pw",
+    ]);
+    assert!(!kinds(&objects).iter().any(|k| k.contains("redis")));
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", name);
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_SENTINELS")["value"],
+            SENTINELS,
+            "{name}"
+        );
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_SENTINEL_MASTER")["value"],
+            "routes"
+        );
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_SENTINEL_PASSWORD")["valueFrom"]["secretKeyRef"],
+            json!({"name": "sentinel-auth", "key": "pw"}),
+            "{name}"
+        );
+        assert!(!has_env(deployment, "CERYX_REDIS_URL"), "{name}");
+        // The binary's default with sentinels: one replica confirms each write.
+        assert!(!has_env(deployment, "CERYX_REDIS_WAIT_REPLICAS"), "{name}");
+    }
+    assert_ceryx_pods_read_password(&objects, &json!({"name": "ceryx-redis", "key": "password"}));
+
+    // Sentinels without a password of their own, and a second replica to wait for.
+    let objects = render(&[
+        "-f",
+        PRODUCTION,
+        "--set",
+        &sentinels,
+        "--set",
+        "redis.waitReplicas=2",
+    ]);
+    for name in ["t-ceryx-proxy", "t-ceryx-api", "t-ceryx-controller"] {
+        let deployment = find(&objects, "Deployment", name);
+        assert_eq!(
+            env(deployment, "CERYX_REDIS_SENTINEL_MASTER")["value"],
+            "mymaster"
+        );
+        assert!(
+            !has_env(deployment, "CERYX_REDIS_SENTINEL_PASSWORD"),
+            "{name}"
+        );
+        assert_eq!(env(deployment, "CERYX_REDIS_WAIT_REPLICAS")["value"], "2");
+    }
+    // The trial Redis is untouched by the new values.
+    let trial = render(&[]);
+    let proxy = find(&trial, "Deployment", "t-ceryx-proxy");
+    assert!(!has_env(proxy, "CERYX_REDIS_SENTINELS"));
+    assert!(!has_env(proxy, "CERYX_REDIS_WAIT_REPLICAS"));
+
+    let fails = |set: &[&str], says: &str| {
+        let mut args = vec!["template", "t", CHART];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let err = helm(&args).expect_err(says);
+        assert!(err.contains(says), "{set:?}: {err}");
+    };
+    fails(&[&sentinels], "set redis.embedded.enabled=false too");
+    fails(
+        &[
+            "redis.embedded.enabled=false",
+            "redis.sentinel.addresses={a b:1}",
+        ],
+        "/redis/sentinel/addresses/0",
+    );
+    fails(&["redis.waitReplicas=-1"], "/redis/waitReplicas");
+}
+
 /// NetworkPolicies, on by default: Redis's port from this release's Ceryx pods only (and
 /// no egress), the API's port from the release namespace (or what values list), the
 /// proxies' HTTP and HTTPS from anywhere, the ops port from anywhere (or what values

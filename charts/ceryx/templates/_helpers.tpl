@@ -53,12 +53,31 @@ ceryx.dev/metrics: "true"
     secretKeyRef:
       name: {{ include "ceryx.redisSecret" . }}
       key: {{ .Values.redis.passwordKey }}
-{{- else }}
-{{- if not .Values.redis.url }}
-{{- fail "redis.url is required when redis.embedded.enabled is false" }}
+{{- if .Values.redis.sentinel.addresses }}
+{{- fail "redis.sentinel.addresses names an external Redis: set redis.embedded.enabled=false too (the in-chart Redis is one pod, without sentinels)" }}
 {{- end }}
+{{- else }}
+{{- $sentinel := .Values.redis.sentinel }}
+{{- if not (or .Values.redis.url $sentinel.addresses) }}
+{{- fail "redis.url is required when redis.embedded.enabled is false (or redis.sentinel.addresses, for a Sentinel-managed Redis)" }}
+{{- end }}
+{{- with .Values.redis.url }}
 - name: CERYX_REDIS_URL
-  value: {{ .Values.redis.url | quote }}
+  value: {{ . | quote }}
+{{- end }}
+{{- if $sentinel.addresses }}
+- name: CERYX_REDIS_SENTINELS
+  value: {{ join "," $sentinel.addresses | quote }}
+- name: CERYX_REDIS_SENTINEL_MASTER
+  value: {{ $sentinel.masterName | quote }}
+{{- with $sentinel.existingSecret }}
+- name: CERYX_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $sentinel.passwordKey }}
+{{- end }}
+{{- end }}
 {{- if .Values.redis.existingSecret }}
 - name: CERYX_REDIS_PASSWORD
   valueFrom:
@@ -71,6 +90,10 @@ ceryx.dev/metrics: "true"
   value: {{ .Values.redis.prefix | quote }}
 - name: CERYX_REDIS_TIMEOUT
   value: {{ .Values.redis.timeoutMillis | quote }}
+{{- if ne .Values.redis.waitReplicas nil }}
+- name: CERYX_REDIS_WAIT_REPLICAS
+  value: {{ .Values.redis.waitReplicas | quote }}
+{{- end }}
 - name: CERYX_METRICS_ADDR
   value: {{ printf "0.0.0.0:%d" (int .Values.opsPort) | quote }}
 {{- with .Values.metrics.statsdAddr }}
