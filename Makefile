@@ -1,5 +1,5 @@
 # Every recipe is one obvious command; `make help` lists them.
-.PHONY: help build run test lint fmt bench crd chart-lint docker fuzz fuzz-check
+.PHONY: help build run test test-valkey lint fmt bench crd chart-lint docker fuzz fuzz-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -16,6 +16,11 @@ test: ## a smoke run of the benchmark, then all tests (installs redis-server, ng
 	else echo "Go not found: the Kubernetes tests will be skipped (see README)"; fi
 	bash bench/run --smoke
 	cargo test --locked
+
+test-valkey: ## the Redis tests (store, API, outages, Sentinel failover) on Valkey instead of Redis (fetches a Valkey binary into .tools/)
+	bash scripts/valkey >/dev/null
+	CERYX_TEST_REDIS_SERVER=$(CURDIR)/.tools/valkey-server CERYX_TEST_REDIS_SENTINEL=$(CURDIR)/.tools/valkey-sentinel \
+		cargo test --locked --test store --test api --test reliability --test replicas --test sentinel
 
 bench: ## Ceryx beside nginx on this machine; prints the table of docs/benchmarks.md
 	bash bench/run

@@ -36,7 +36,7 @@ pub use {
     port::free_port,
     process::Process,
     proxy::{RunningProxy, test_args},
-    redis_server::RedisServer,
+    redis_server::{RedisServer, server_program},
     routes::{owned, route},
     upstream::Upstream,
 };

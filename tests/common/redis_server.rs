@@ -8,6 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The server binary the tests start: `redis-server`, or the one
+/// `CERYX_TEST_REDIS_SERVER` names (`make test-valkey` runs them on Valkey's).
+pub fn server_program() -> String {
+    std::env::var("CERYX_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
 /// A `redis-server` of our own, killed when dropped.
 pub struct RedisServer {
     pub port: u16,
@@ -67,7 +73,7 @@ impl RedisServer {
             ]),
             None => args.extend(["--appendonly", "no"]),
         }
-        let child = Command::new("redis-server")
+        let child = Command::new(server_program())
             .args(&args)
             .stdout(Stdio::null())
             .spawn()

@@ -4,6 +4,7 @@
 
 use super::poll::eventually;
 use super::port::free_port;
+use super::redis_server::server_program;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,10 +18,16 @@ pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
 /// reconfiguration), and when the next attempt may start.
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_millis(3000);
 
+/// The sentinel binary: `redis-sentinel`, or the one `CERYX_TEST_REDIS_SENTINEL` names
+/// (`make test-valkey`: Valkey's server called `valkey-sentinel`).
+fn sentinel_program() -> String {
+    std::env::var("CERYX_TEST_REDIS_SENTINEL").unwrap_or_else(|_| "redis-sentinel".into())
+}
+
 /// Whether `redis-sentinel` is installed. Without it a test returns early on a
 /// developer's machine, and fails on CI (`CI=true`), where nothing may be skipped.
 pub fn sentinel_installed() -> bool {
-    let found = Command::new("redis-sentinel")
+    let found = Command::new(sentinel_program())
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -132,7 +139,7 @@ impl SentinelSet {
                 ),
             )
             .unwrap();
-            let mut node = Node::spawn("redis-sentinel", &[conf.display().to_string()]);
+            let mut node = Node::spawn(&sentinel_program(), &[conf.display().to_string()]);
             node.port = port;
             set.sentinels.push(node);
         }
@@ -255,7 +262,7 @@ fn server(port: u16, replica_of: Option<u16>) -> Node {
             primary.to_string(),
         ]);
     }
-    Node::spawn("redis-server", &args)
+    Node::spawn(&server_program(), &args)
 }
 
 async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
