@@ -272,6 +272,16 @@ impl Controller {
         redis: &RedisServer,
         env: &[(&str, &str)],
     ) -> Controller {
+        Controller::start_on(plane, &[("CERYX_REDIS_URL", &redis.url())], env).await
+    }
+
+    /// Starts a controller whose store is `store` (the `CERYX_REDIS_*` settings, e.g. a
+    /// Sentinel set's), with `env` on top of the defaults.
+    pub async fn start_on(
+        plane: &ControlPlane,
+        store: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Controller {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -280,7 +290,6 @@ impl Controller {
         command
             .arg("controller")
             .env("KUBECONFIG", &plane.controller_kubeconfig)
-            .env("CERYX_REDIS_URL", redis.url())
             .env("CERYX_METRICS_ADDR", metrics.to_string())
             .env("CERYX_LEASE_NAMESPACE", RELEASE_NAMESPACE)
             .env("CERYX_LEASE_IDENTITY", format!("controller-{n}"))
@@ -288,7 +297,7 @@ impl Controller {
             .env_remove("CERYX_REDIS_HOST")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
+        for (k, v) in store.iter().chain(env) {
             command.env(k, v);
         }
         let child = command.spawn().unwrap();
@@ -318,6 +327,11 @@ impl Controller {
             !log.to_lowercase().contains("forbidden"),
             "the chart's RBAC refused a call:\n{log}"
         );
+    }
+
+    /// Whether the process still runs (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends `signal` (`KILL`, `STOP`, `CONT`, `TERM`) to the process.
