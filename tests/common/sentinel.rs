@@ -97,9 +97,9 @@ impl SentinelSet {
         let primary_port = free_port();
         let dir = std::env::temp_dir().join(format!("ceryx-test-sentinel-{primary_port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut servers = vec![server(primary_port, None)];
+        let mut servers = vec![server(primary_port, None, &dir)];
         for _ in 0..2 {
-            servers.push(server(free_port(), Some(primary_port)));
+            servers.push(server(free_port(), Some(primary_port), &dir));
         }
         let mut set = SentinelSet {
             servers,
@@ -238,10 +238,15 @@ impl Drop for SentinelSet {
     }
 }
 
-fn server(port: u16, replica_of: Option<u16>) -> Node {
+fn server(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Node {
+    // A replica keeps the copy it receives in a file there (not in the working directory).
+    let dir = dir.join(format!("server-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut args: Vec<String> = [
         "--port",
         &port.to_string(),
+        "--dir",
+        &dir.display().to_string(),
         "--bind",
         "127.0.0.1",
         "--save",
