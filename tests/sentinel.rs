@@ -100,6 +100,11 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
     env.push(("CERYX_CACHE_TTL", "500ms".into()));
     let api = Process::start("api", &env).await;
     let proxy = Process::start("proxy", &env).await;
+    // A proxy that trusts its cache for an hour: only a change notice can tell it of a
+    // change, so after the failover it must be subscribed on the new primary.
+    let mut patient = env.clone();
+    patient.push(("CERYX_CACHE_TTL", "3600".into()));
+    let patient = Process::start("proxy", &patient).await;
     let client = TestClient::default();
 
     let hosts: Arc<Vec<String>> = Arc::new((0..1000).map(|i| format!("known{i}.test")).collect());
@@ -154,6 +159,32 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
         panic!("the route created after the failover is not served");
     };
     let served = served_after.await;
+    // The patient proxy reads known0 again after the switch (its table went stale then),
+    // then hears of a change to it from the new primary.
+    let b = Upstream::start("b").await;
+    assert_eq!(
+        client
+            .served_by(patient.addr, "known0.test")
+            .await
+            .as_deref(),
+        Some("up")
+    );
+    let changed = Instant::now();
+    let (status, detail, _) = put(&client, api.api, "known0.test", &b.url()).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    eventually(
+        Duration::from_secs(2),
+        "a change to reach a proxy through the new primary's notices",
+        || async {
+            client
+                .served_by(patient.addr, "known0.test")
+                .await
+                .as_deref()
+                == Some("b")
+        },
+    )
+    .await;
+    let noticed = changed.elapsed();
     // Some more load on the new primary, then stop.
     let hits = up.hits.load(Ordering::Relaxed);
     eventually(
@@ -183,6 +214,7 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
         "sentinel failover under load: down-after {DOWN_AFTER:?}, failover-timeout {FAILOVER_TIMEOUT:?}; \
          sentinels switched {switched:?} after the SIGKILL; first acknowledged write {written:?} \
          after it ({} refused before: {kinds:?}); that route served {served:?} after it; \
+         a change after the failover served by a proxy with a 1 h cache {noticed:?} after it was written; \
          {requests} requests to 1000 known hosts, {} failed",
         refusals.len(),
         failures.len()
