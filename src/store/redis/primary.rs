@@ -49,7 +49,8 @@ pub(super) struct Link {
 
 /// How connections to a primary are made.
 pub(super) struct Connector {
-    /// Push messages of the reads connection go here (given the link's generation).
+    /// Settings of the reads connection of a given generation (its push messages count
+    /// only while that generation is the live one).
     pub(super) reads: Box<dyn Fn(u64) -> ConnectionManagerConfig + Send + Sync>,
     /// Settings of the writes connection, if writes wait for replicas.
     pub(super) writes: Option<ConnectionManagerConfig>,
@@ -173,20 +174,23 @@ impl Primary {
 
     /// Puts connections to a new primary in place; readers resync, as after any
     /// reconnect, since notices published meanwhile went to the old one (or nowhere).
-    fn install(&self, client: Client, connector: &Connector, notices: &Notices) {
+    fn install(
+        &self,
+        client: Client,
+        connector: &Connector,
+        notices: &Notices,
+    ) -> Result<(), StoreError> {
         let generation = self.live.load(Ordering::Acquire) + 1;
+        let link = connector.link(client, generation)?;
         // From now on only the new connection's pushes count: the old one's late
-        // "disconnected" must not mark the new subscription as down.
+        // "disconnected" must not mark the new subscription as down, nor its
+        // "subscribed" the new one as up.
         self.live.store(generation, Ordering::Release);
         self.subscribed.store(false, Ordering::Release);
-        match connector.link(client, generation) {
-            Ok(link) => {
-                *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
-                self.installed.notify_one();
-                notices.send(Change::Resync);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot connect to the new redis primary"),
-        }
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
+        self.installed.notify_one();
+        notices.send(Change::Resync);
+        Ok(())
     }
 }
 
@@ -297,9 +301,15 @@ pub(super) async fn follow(
                 warned = false;
                 let addr = client.get_connection_info().addr().clone();
                 if current.as_ref() != Some(&addr) {
-                    tracing::info!(master = %sentinels.master, primary = %addr, "following the redis primary the sentinels name");
-                    primary.install(client, &connector, &notices);
-                    current = Some(addr);
+                    match primary.install(client, &connector, &notices) {
+                        Ok(()) => {
+                            tracing::info!(master = %sentinels.master, primary = %addr, "following the redis primary the sentinels name");
+                            current = Some(addr);
+                        }
+                        Err(e) => {
+                            tracing::warn!(primary = %addr, error = %e, "cannot connect to the redis primary the sentinels name");
+                        }
+                    }
                 }
             }
             // During a failover the sentinels name no primary for a while: said once.
