@@ -100,11 +100,12 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
     env.push(("CERYX_CACHE_TTL", "500ms".into()));
     let api = Process::start("api", &env).await;
     let proxy = Process::start("proxy", &env).await;
-    // A proxy that trusts its cache for an hour: only a change notice can tell it of a
-    // change, so after the failover it must be subscribed on the new primary.
+    // A proxy (with its API: `ceryx run`) that trusts its cache for an hour: only a
+    // change notice can tell it of a change, so after the failover it must be
+    // subscribed on the new primary.
     let mut patient = env.clone();
     patient.push(("CERYX_CACHE_TTL", "3600".into()));
-    let patient = Process::start("proxy", &patient).await;
+    let patient = Process::start("run", &patient).await;
     let client = TestClient::default();
 
     let hosts: Arc<Vec<String>> = Arc::new((0..1000).map(|i| format!("known{i}.test")).collect());
@@ -214,7 +215,7 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
         "sentinel failover under load: down-after {DOWN_AFTER:?}, failover-timeout {FAILOVER_TIMEOUT:?}; \
          sentinels switched {switched:?} after the SIGKILL; first acknowledged write {written:?} \
          after it ({} refused before: {kinds:?}); that route served {served:?} after it; \
-         a change after the failover served by a proxy with a 1 h cache {noticed:?} after it was written; \
+         a change after the failover served by a `ceryx run` with a 1 h cache {noticed:?} after it was written; \
          {requests} requests to 1000 known hosts, {} failed",
         refusals.len(),
         failures.len()
@@ -235,7 +236,8 @@ async fn every_acknowledged_write_survives_a_failover() {
     if !sentinel_installed() {
         return;
     }
-    let mut set = SentinelSet::start().await;
+    // With passwords on the servers and on the sentinels, as in production.
+    let mut set = SentinelSet::start_with_passwords("primary-secret", "sentinel-secret").await;
     let api = Process::start("api", &env(&set)).await;
     const WRITES: usize = 1000;
     const WORKERS: usize = 4;

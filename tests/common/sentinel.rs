@@ -87,6 +87,10 @@ pub struct SentinelSet {
     servers: Vec<Node>,
     sentinels: Vec<Node>,
     dir: PathBuf,
+    /// The servers' password (AUTH), if they require one.
+    password: Option<String>,
+    /// The sentinels' own password, if they require one.
+    sentinel_password: Option<String>,
 }
 
 impl SentinelSet {
@@ -94,29 +98,41 @@ impl SentinelSet {
     /// sentinels and waits until each knows the two replicas and the two other
     /// sentinels (so that a failover can be agreed on at once).
     pub async fn start() -> SentinelSet {
+        SentinelSet::start_with(None, None).await
+    }
+
+    /// A set whose servers require `password` and whose sentinels require
+    /// `sentinel_password` (each told the other's, as an operator would).
+    pub async fn start_with_passwords(password: &str, sentinel_password: &str) -> SentinelSet {
+        SentinelSet::start_with(Some(password), Some(sentinel_password)).await
+    }
+
+    async fn start_with(password: Option<&str>, sentinel_password: Option<&str>) -> SentinelSet {
         let primary_port = free_port();
         let dir = std::env::temp_dir().join(format!("ceryx-test-sentinel-{primary_port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut servers = vec![server(primary_port, None, &dir)];
+        let mut servers = vec![server(primary_port, None, &dir, password)];
         for _ in 0..2 {
-            servers.push(server(free_port(), Some(primary_port), &dir));
+            servers.push(server(free_port(), Some(primary_port), &dir, password));
         }
         let mut set = SentinelSet {
             servers,
             sentinels: Vec::new(),
             dir,
+            password: password.map(String::from),
+            sentinel_password: sentinel_password.map(String::from),
         };
         for node in &set.servers {
             let port = node.port;
             eventually(Duration::from_secs(10), "redis-server to start", || async {
-                ping(port).await
+                ping(port, password).await
             })
             .await;
         }
         for replica in &set.servers[1..] {
             let port = replica.port;
             eventually(Duration::from_secs(20), "a replica to sync", || async {
-                info(port, "replication")
+                info(port, password, "replication")
                     .await
                     .is_some_and(|i| i.get("master_link_status").map(String::as_str) == Some("up"))
             })
@@ -125,9 +141,18 @@ impl SentinelSet {
         for _ in 0..3 {
             let port = free_port();
             let conf = set.dir.join(format!("sentinel-{port}.conf"));
+            // The servers' password for the sentinels, and theirs (which they also use
+            // with each other).
+            let mut auth = String::new();
+            if let Some(password) = password {
+                auth += &format!("sentinel auth-pass {MASTER} {password}\n");
+            }
+            if let Some(password) = sentinel_password {
+                auth += &format!("requirepass {password}\n");
+            }
             std::fs::write(
                 &conf,
-                format!(
+                auth + &format!(
                     "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
                      sentinel down-after-milliseconds {MASTER} {down}\n\
@@ -149,7 +174,7 @@ impl SentinelSet {
                 Duration::from_secs(30),
                 "each sentinel to know both replicas and the other sentinels",
                 || async {
-                    let Some(master) = sentinel_master(port).await else {
+                    let Some(master) = sentinel_master(port, sentinel_password).await else {
                         return false;
                     };
                     master.get("num-slaves").map(String::as_str) == Some("2")
@@ -172,16 +197,24 @@ impl SentinelSet {
 
     /// The environment of a `ceryx` process using this set.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("CERYX_REDIS_SENTINELS", self.sentinels()),
             ("CERYX_REDIS_SENTINEL_MASTER", MASTER.into()),
-        ]
+        ];
+        if let Some(password) = &self.password {
+            env.push(("CERYX_REDIS_PASSWORD", password.clone()));
+        }
+        if let Some(password) = &self.sentinel_password {
+            env.push(("CERYX_REDIS_SENTINEL_PASSWORD", password.clone()));
+        }
+        env
     }
 
     /// The port of the server the sentinels name as primary now.
     pub async fn primary_port(&self) -> Option<u16> {
         for sentinel in &self.sentinels {
-            let Ok(mut conn) = connect(sentinel.port).await else {
+            let Ok(mut conn) = connect(sentinel.port, self.sentinel_password.as_deref()).await
+            else {
                 continue;
             };
             let addr: Result<Option<(String, u16)>, _> = redis::cmd("SENTINEL")
@@ -215,7 +248,7 @@ impl SentinelSet {
         loop {
             if let Some(port) = self.primary_port().await
                 && port != old
-                && role(port).await.as_deref() == Some("master")
+                && role(port, self.password.as_deref()).await.as_deref() == Some("master")
             {
                 return port;
             }
@@ -226,7 +259,7 @@ impl SentinelSet {
 
     /// A plain connection to the server on `port`.
     pub async fn raw(&self, port: u16) -> redis::aio::MultiplexedConnection {
-        connect(port).await.unwrap()
+        connect(port, self.password.as_deref()).await.unwrap()
     }
 }
 
@@ -238,7 +271,12 @@ impl Drop for SentinelSet {
     }
 }
 
-fn server(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Node {
+fn server(
+    port: u16,
+    replica_of: Option<u16>,
+    dir: &std::path::Path,
+    password: Option<&str>,
+) -> Node {
     // A replica keeps the copy it receives in a file there (not in the working directory).
     let dir = dir.join(format!("server-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -260,6 +298,12 @@ fn server(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Node {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(password) = password {
+        // Every server may become a replica after a failover: each knows the password.
+        for flag in ["--requirepass", "--masterauth"] {
+            args.extend([flag.into(), password.into()]);
+        }
+    }
     if let Some(primary) = replica_of {
         args.extend([
             "--replicaof".into(),
@@ -270,8 +314,15 @@ fn server(port: u16, replica_of: Option<u16>, dir: &std::path::Path) -> Node {
     Node::spawn(&server_program(), &args)
 }
 
-async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+async fn connect(
+    port: u16,
+    password: Option<&str>,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let url = match password {
+        Some(password) => format!("redis://:{password}@127.0.0.1:{port}/"),
+        None => format!("redis://127.0.0.1:{port}/"),
+    };
+    let client = redis::Client::open(url)?;
     match tokio::time::timeout(
         Duration::from_secs(1),
         client.get_multiplexed_async_connection(),
@@ -286,8 +337,8 @@ async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnect
     }
 }
 
-async fn ping(port: u16) -> bool {
-    match connect(port).await {
+async fn ping(port: u16, password: Option<&str>) -> bool {
+    match connect(port, password).await {
         Ok(mut c) => redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
@@ -297,8 +348,8 @@ async fn ping(port: u16) -> bool {
 }
 
 /// `INFO <section>` of the server on `port`, as fields.
-async fn info(port: u16, section: &str) -> Option<HashMap<String, String>> {
-    let mut conn = connect(port).await.ok()?;
+async fn info(port: u16, password: Option<&str>, section: &str) -> Option<HashMap<String, String>> {
+    let mut conn = connect(port, password).await.ok()?;
     let text: String = redis::cmd("INFO")
         .arg(section)
         .query_async(&mut conn)
@@ -313,13 +364,13 @@ async fn info(port: u16, section: &str) -> Option<HashMap<String, String>> {
 }
 
 /// `role` from the server's `INFO replication`: `master` or `slave`.
-async fn role(port: u16) -> Option<String> {
-    info(port, "replication").await?.remove("role")
+async fn role(port: u16, password: Option<&str>) -> Option<String> {
+    info(port, password, "replication").await?.remove("role")
 }
 
 /// What the sentinel on `port` knows of the monitored master.
-async fn sentinel_master(port: u16) -> Option<HashMap<String, String>> {
-    let mut conn = connect(port).await.ok()?;
+async fn sentinel_master(port: u16, password: Option<&str>) -> Option<HashMap<String, String>> {
+    let mut conn = connect(port, password).await.ok()?;
     redis::cmd("SENTINEL")
         .arg("MASTER")
         .arg(MASTER)
