@@ -73,15 +73,17 @@ static CACHE_MISSES: Total = Total::new("ceryx_route_cache_misses_total");
 static INVALIDATIONS: Total = Total::new("ceryx_route_invalidations_total");
 static STORE_ERRORS: Total = Total::new("ceryx_store_errors_total");
 static RECONNECTS: Total = Total::new("ceryx_store_reconnects_total");
+static SWITCHES: Total = Total::new("ceryx_store_primary_switches_total");
 static LOG_DROPPED: Total = Total::new("ceryx_access_log_dropped_total");
 static BYTES_IN: Total = Total::new("ceryx_request_bytes_total");
 static BYTES_OUT: Total = Total::new("ceryx_response_bytes_total");
-static TOTALS: [&Total; 8] = [
+static TOTALS: [&Total; 9] = [
     &CACHE_HITS,
     &CACHE_MISSES,
     &INVALIDATIONS,
     &STORE_ERRORS,
     &RECONNECTS,
+    &SWITCHES,
     &LOG_DROPPED,
     &BYTES_IN,
     &BYTES_OUT,
@@ -250,6 +252,10 @@ fn describe() {
     describe_counter!(
         "ceryx_store_reconnects_total",
         "Times the connection to Redis was lost"
+    );
+    describe_counter!(
+        "ceryx_store_primary_switches_total",
+        "Times this process moved to a new Redis primary named by the sentinels (a failover)"
     );
     describe_counter!(
         "ceryx_access_log_dropped_total",
@@ -435,6 +441,11 @@ pub fn store_error() {
 /// The store's connection was lost (it reconnects by itself).
 pub fn store_reconnect() {
     RECONNECTS.add(1);
+}
+
+/// The store moved to a new primary the sentinels named.
+pub fn store_primary_switch() {
+    SWITCHES.add(1);
 }
 
 /// An access log line was dropped.

@@ -196,6 +196,15 @@ async fn no_request_to_a_known_host_fails_when_the_primary_is_killed() {
     .await;
     stop.store(true, Ordering::Relaxed);
     let (requests, failures) = load.await.unwrap();
+    // The API process counted one move to a new primary.
+    let metrics = client.get(api.api, "localhost", "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ceryx_store_primary_switches_total") && l.ends_with(" 1")),
+        "{metrics}"
+    );
 
     let mut kinds: Vec<&str> = refusals
         .iter()

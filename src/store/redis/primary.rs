@@ -190,6 +190,9 @@ impl Primary {
         *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
         self.installed.notify_one();
         notices.send(Change::Resync);
+        if generation > 1 {
+            crate::telemetry::store_primary_switch();
+        }
         Ok(())
     }
 }
