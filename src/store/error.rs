@@ -24,6 +24,10 @@ pub enum StoreError {
     /// failover); nothing was sent.
     #[error("no redis primary known yet (asking the sentinels)")]
     NoPrimary,
+    /// A sentinel announced a failover: writes wait for the new primary (the old one
+    /// could still take them, and lose them when it is demoted); nothing was sent.
+    #[error("a failover of the redis primary is under way")]
+    FailingOver,
     /// A sentinel address that is neither `host:port` nor a URL.
     #[error("not a sentinel address (host:port): {0:?}")]
     Sentinel(String),
@@ -61,6 +65,7 @@ impl StoreError {
             | StoreError::Unowned
             | StoreError::Unavailable
             | StoreError::NoPrimary
+            | StoreError::FailingOver
             | StoreError::Sentinel(_) => false,
         }
     }

@@ -241,6 +241,28 @@ impl SentinelSet {
         port
     }
 
+    /// Asks a sentinel for a failover while the primary is alive (planned maintenance):
+    /// `SENTINEL FAILOVER`; the old primary is demoted to a replica later. Returns its port.
+    pub async fn fail_over(&self) -> u16 {
+        let port = self.primary_port().await.expect("a primary");
+        let sentinel = &self.sentinels[0];
+        let mut conn = connect(sentinel.port, self.sentinel_password.as_deref())
+            .await
+            .unwrap();
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        port
+    }
+
+    /// Whether the server on `port` says it is a replica.
+    pub async fn is_replica(&self, port: u16) -> bool {
+        role(port, self.password.as_deref()).await.as_deref() == Some("slave")
+    }
+
     /// Waits until the sentinels name a primary other than `old` and that server says it
     /// is one; returns its port.
     pub async fn new_primary(&self, old: u16, limit: Duration) -> u16 {

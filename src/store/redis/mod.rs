@@ -285,6 +285,7 @@ impl RedisStore {
     /// change is acknowledged only once enough replicas confirmed it: what a failover
     /// keeps. A refusal (nothing written) is answered as such, confirmed or not.
     async fn write_script(&self, script: redis::Cmd) -> Result<String, StoreError> {
+        self.primary.may_write()?;
         let link = self.link()?;
         let Some(mut conn) = link.writes else {
             let mut conn = link.reads;

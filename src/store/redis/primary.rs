@@ -10,6 +10,14 @@
 //! (`+switch-master`), when a call fails (the connection was lost, or a demoted primary
 //! refused a write with READONLY), or when the connection's periodic `ROLE` check finds a
 //! replica at the other end. Each swap tells readers to resync, as any reconnect does.
+//!
+//! Writes are also held back ("fenced") from the moment a sentinel starts a failover
+//! (`+try-failover`) until the switch (or the failover's abort): while the sentinels
+//! promote a replica, the old primary still takes writes, and its other replica still
+//! confirms them (`WAIT`), until that replica is moved to the new primary and drops them.
+//! Measured without the fence: a planned failover (`SENTINEL FAILOVER`) lost 99 writes
+//! that had been acknowledged in the 1.5 s between promotion and `+switch-master`. The
+//! leading sentinel may be any of them, so every sentinel is listened to.
 
 use super::RedisConfig;
 use crate::store::error::StoreError;
@@ -33,6 +41,11 @@ const RETRY: Duration = Duration::from_millis(100);
 /// How often the follower asks the sentinels even when nothing went wrong: a safety net
 /// for a `+switch-master` missed while no sentinel connection was up.
 const RECHECK: Duration = Duration::from_secs(5);
+
+/// Longest a failover holds writes back without a switch or an abort being heard (a
+/// sentinel's `failover-timeout` is 3 minutes by default; a failover that takes longer
+/// has failed, and writes go to the primary the sentinels still name).
+const FENCE: Duration = Duration::from_secs(30);
 
 /// The connections of one primary.
 #[derive(Clone)]
@@ -90,6 +103,17 @@ pub(super) struct Primary {
     subscribed: Arc<AtomicBool>,
     /// Whether a sentinel set names the primary (then it can change).
     followed: bool,
+    /// The primary the last `+switch-master` named (host, port), not yet followed.
+    announced: std::sync::Mutex<Option<(String, u16)>>,
+    /// Where the followed primary is (host, port): a failover of another server (one
+    /// already replaced) fences nothing.
+    address: std::sync::Mutex<Option<(String, u16)>>,
+    /// The sentinels (by index) that announced a failover not finished yet, and when
+    /// the first did.
+    fence: std::sync::Mutex<(
+        std::collections::BTreeSet<usize>,
+        Option<std::time::Instant>,
+    )>,
 }
 
 impl Primary {
@@ -107,6 +131,9 @@ impl Primary {
             installed: Notify::new(),
             subscribed,
             followed: false,
+            announced: Default::default(),
+            address: Default::default(),
+            fence: Default::default(),
         })
     }
 
@@ -119,6 +146,9 @@ impl Primary {
             installed: Notify::new(),
             subscribed,
             followed: true,
+            announced: Default::default(),
+            address: Default::default(),
+            fence: Default::default(),
         }
     }
 
@@ -129,6 +159,35 @@ impl Primary {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(StoreError::NoPrimary)
+    }
+
+    /// Refuses a write while a failover is under way (see the module's notes).
+    pub(super) fn may_write(&self) -> Result<(), StoreError> {
+        let fence = self.fence.lock().unwrap_or_else(|e| e.into_inner());
+        match fence.1 {
+            Some(since) if since.elapsed() < FENCE => Err(StoreError::FailingOver),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sentinel `by` started a failover (`true`) or gave it up (`false`).
+    fn failing_over(&self, by: usize, started: bool) {
+        let mut fence = self.fence.lock().unwrap_or_else(|e| e.into_inner());
+        let (sentinels, since) = &mut *fence;
+        if started {
+            sentinels.insert(by);
+            since.get_or_insert_with(std::time::Instant::now);
+        } else {
+            sentinels.remove(&by);
+            if sentinels.is_empty() {
+                *since = None;
+            }
+        }
+    }
+
+    /// The failover is over (the primary switched): writes go on.
+    fn unfence(&self) {
+        *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
     }
 
     /// A call failed: the primary may have changed.
@@ -181,13 +240,21 @@ impl Primary {
         notices: &Notices,
     ) -> Result<(), StoreError> {
         let generation = self.live.load(Ordering::Acquire) + 1;
+        let address = match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                Some((host.clone(), *port))
+            }
+            _ => None,
+        };
         let link = connector.link(client, generation)?;
+        *self.address.lock().unwrap_or_else(|e| e.into_inner()) = address;
         // From now on only the new connection's pushes count: the old one's late
         // "disconnected" must not mark the new subscription as down, nor its
         // "subscribed" the new one as up.
         self.live.store(generation, Ordering::Release);
         self.subscribed.store(false, Ordering::Release);
         *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
+        self.unfence();
         self.installed.notify_one();
         notices.send(Change::Resync);
         if generation > 1 {
@@ -205,12 +272,45 @@ pub(super) struct Sentinels {
     pub(super) master: String,
     /// How to reach the primary they name (password, protocol, TLS).
     pub(super) node: SentinelNodeConnectionInfo,
+    /// The same as a connection's settings, whose address is replaced by the one a
+    /// `+switch-master` announces.
+    primary: ConnectionInfo,
     /// Bound of one round of questions (a sentinel that stopped answering must not hold
     /// the follower).
     pub(super) timeout: Duration,
 }
 
 impl Sentinels {
+    /// A client for the primary a `+switch-master` announced at `host:port`, once that
+    /// server says it is the primary (`ROLE`, as the crate checks what sentinels name).
+    /// Asking the sentinels instead may get the old primary from one that has not
+    /// switched yet (they catch up within a second or two), and the old primary,
+    /// demoted only seconds later, still answers as one.
+    async fn announced(&self, host: &str, port: u16) -> redis::RedisResult<Client> {
+        let addr = match self.primary.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let client = Client::open(self.primary.clone().set_addr(addr))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        match redis::cmd("ROLE").query_async::<Role>(&mut conn).await? {
+            Role::Primary { .. } => Ok(client),
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "the announced primary is a replica",
+            ))),
+        }
+    }
+
     /// The sentinel settings of `config`, if it names sentinels.
     pub(super) fn of(
         config: &RedisConfig,
@@ -237,6 +337,7 @@ impl Sentinels {
             nodes,
             master: config.sentinel_master.clone(),
             node,
+            primary: primary.clone(),
             // Every sentinel may be asked in turn, and the primary named is checked.
             timeout: config.timeout * 4 + Duration::from_secs(1),
         }))
@@ -283,7 +384,7 @@ pub(super) async fn follow(
         Ok(sentinel) => sentinel,
         Err(e) => return tracing::error!(error = %e, "redis sentinel settings"),
     };
-    let switches = tokio::spawn(listen_for_switches(
+    let switches = tokio::spawn(listen_to_sentinels(
         sentinels.nodes.clone(),
         sentinels.master.clone(),
         primary.clone(),
@@ -294,11 +395,23 @@ pub(super) async fn follow(
     loop {
         // Failed calls come in bursts: one question per burst is enough.
         let asked = std::time::Instant::now();
-        let found = tokio::time::timeout(
-            sentinels.timeout,
-            sentinel.async_master_for(&sentinels.master, Some(&sentinels.node)),
-        )
-        .await;
+        let announced = primary
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let found = match &announced {
+            Some((host, port)) => {
+                tokio::time::timeout(sentinels.timeout, sentinels.announced(host, *port)).await
+            }
+            None => {
+                tokio::time::timeout(
+                    sentinels.timeout,
+                    sentinel.async_master_for(&sentinels.master, Some(&sentinels.node)),
+                )
+                .await
+            }
+        };
         match found {
             Ok(Ok(client)) => {
                 warned = false;
@@ -339,35 +452,89 @@ pub(super) async fn follow(
     }
 }
 
-/// Listens to the sentinels' `+switch-master` announcements (on one sentinel at a time)
-/// and wakes the follower on each for `master`, and on every new sentinel connection
-/// (one may have been missed meanwhile).
-async fn listen_for_switches(nodes: Vec<ConnectionInfo>, master: String, primary: Arc<Primary>) {
-    for node in nodes.iter().cycle() {
-        let connected = async {
-            let mut pubsub = Client::open(node.clone())?.get_async_pubsub().await?;
-            pubsub.subscribe("+switch-master").await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), connected).await {
-            Ok(Ok(mut pubsub)) => {
+/// Listens to every sentinel's announcements about `master`: a failover starting
+/// (`+try-failover`) or given up (`-failover-abort-*`) by that sentinel fences writes or
+/// lifts its fence; a switch (`+switch-master`) wakes the follower. A new connection
+/// wakes it too (a switch may have been missed meanwhile).
+async fn listen_to_sentinels(nodes: Vec<ConnectionInfo>, master: String, primary: Arc<Primary>) {
+    let listeners = nodes.into_iter().enumerate().map(|(index, node)| {
+        let (master, primary) = (master.clone(), primary.clone());
+        async move {
+            loop {
+                listen_to_sentinel(index, &node, &master, &primary).await;
+                // Whatever failover this sentinel led, it is not heard of any more.
+                primary.failing_over(index, false);
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    });
+    futures_util::future::join_all(listeners).await;
+}
+
+/// One sentinel's announcements, until its connection ends.
+async fn listen_to_sentinel(index: usize, node: &ConnectionInfo, master: &str, primary: &Primary) {
+    let connected = async {
+        let mut pubsub = Client::open(node.clone())?.get_async_pubsub().await?;
+        pubsub
+            .subscribe(&["+switch-master", "+try-failover"])
+            .await?;
+        pubsub.psubscribe("-failover-abort-*").await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    let mut pubsub = match tokio::time::timeout(Duration::from_secs(2), connected).await {
+        Ok(Ok(pubsub)) => pubsub,
+        Ok(Err(e)) => {
+            return tracing::debug!(sentinel = %node.addr(), error = %e, "sentinel unreachable");
+        }
+        Err(_) => {
+            return tracing::debug!(sentinel = %node.addr(), "sentinel did not answer in time");
+        }
+    };
+    primary.kick.notify_one();
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        let payload: String = message.get_payload().unwrap_or_default();
+        let mut words = payload.split(' ');
+        match message.get_channel_name() {
+            // "<master name> <old ip> <old port> <new ip> <new port>"
+            "+switch-master" if words.next() == Some(master) => {
+                tracing::info!(%payload, "the sentinels switched the redis primary");
+                // This sentinel's failover (if it led one) is over.
+                primary.failing_over(index, false);
+                let (host, port) = (words.nth(2), words.next().and_then(|p| p.parse().ok()));
+                if let (Some(host), Some(port)) = (host, port) {
+                    *primary.announced.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((host.to_owned(), port));
+                }
                 primary.kick.notify_one();
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let payload: String = message.get_payload().unwrap_or_default();
-                    // "<master name> <old ip> <old port> <new ip> <new port>"
-                    if payload.split(' ').next() == Some(master.as_str()) {
-                        tracing::info!(%payload, "the sentinels switched the redis primary");
-                        primary.kick.notify_one();
-                    }
+            }
+            // "master <master name> <ip> <port>"
+            "+try-failover" if words.nth(1) == Some(master) => {
+                let (host, port) = (
+                    words.next(),
+                    words.next().and_then(|p| p.parse::<u16>().ok()),
+                );
+                let current = primary
+                    .address
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                // A late attempt on a primary already replaced is not ours to wait for.
+                let ours = match (&current, host, port) {
+                    (Some((h, p)), Some(host), Some(port)) => h == host && *p == port,
+                    _ => true,
+                };
+                if ours {
+                    tracing::warn!(%payload, "a sentinel started a failover: writes wait for the new primary");
+                    primary.failing_over(index, true);
                 }
             }
-            Ok(Err(e)) => {
-                tracing::debug!(sentinel = %node.addr(), error = %e, "sentinel unreachable")
+            abort if abort.starts_with("-failover-abort") && words.nth(1) == Some(master) => {
+                tracing::info!(%payload, reason = abort, "a sentinel gave up a failover");
+                primary.failing_over(index, false);
             }
-            Err(_) => tracing::debug!(sentinel = %node.addr(), "sentinel did not answer in time"),
+            _ => {}
         }
-        tokio::time::sleep(RETRY).await;
     }
 }
 
