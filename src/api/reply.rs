@@ -58,7 +58,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The answer to a failed write: says whether the route may have changed.
-    pub fn write(e: StoreError) -> ApiError {
+    pub(crate) fn write(e: StoreError) -> ApiError {
         match e {
             StoreError::Owned(owner) => ApiError::Owned(owner),
             e if e.may_have_written() => ApiError::Unconfirmed(e),

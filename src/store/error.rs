@@ -49,7 +49,7 @@ impl StoreError {
     /// read back later): the command was sent and its answer lost or late, or the
     /// primary applied it without replicas confirming it. `false` when nothing was sent
     /// or Redis refused the command.
-    pub fn may_have_written(&self) -> bool {
+    pub(crate) fn may_have_written(&self) -> bool {
         match self {
             StoreError::Timeout | StoreError::NotReplicated { .. } => true,
             StoreError::Redis(e) => {

@@ -26,9 +26,10 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Role, TlsMode};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// The sentinels' port when an address names none.
@@ -104,16 +105,13 @@ pub(super) struct Primary {
     /// Whether a sentinel set names the primary (then it can change).
     followed: bool,
     /// The primary the last `+switch-master` named (host, port), not yet followed.
-    announced: std::sync::Mutex<Option<(String, u16)>>,
+    announced: Mutex<Option<(String, u16)>>,
     /// Where the followed primary is (host, port): a failover of another server (one
     /// already replaced) fences nothing.
-    address: std::sync::Mutex<Option<(String, u16)>>,
+    address: Mutex<Option<(String, u16)>>,
     /// The sentinels (by index) that announced a failover not finished yet, and when
     /// the first did.
-    fence: std::sync::Mutex<(
-        std::collections::BTreeSet<usize>,
-        Option<std::time::Instant>,
-    )>,
+    fence: Mutex<(BTreeSet<usize>, Option<Instant>)>,
 }
 
 impl Primary {
@@ -176,7 +174,7 @@ impl Primary {
         let (sentinels, since) = &mut *fence;
         if started {
             sentinels.insert(by);
-            since.get_or_insert_with(std::time::Instant::now);
+            since.get_or_insert_with(Instant::now);
         } else {
             sentinels.remove(&by);
             if sentinels.is_empty() {
@@ -394,7 +392,7 @@ pub(super) async fn follow(
     let mut warned = false;
     loop {
         // Failed calls come in bursts: one question per burst is enough.
-        let asked = std::time::Instant::now();
+        let asked = Instant::now();
         let announced = primary
             .announced
             .lock()
