@@ -550,6 +550,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn writes_wait_while_any_sentinel_fails_over() {
+        let primary = Primary::followed(Arc::default(), Arc::default());
+        assert!(primary.may_write().is_ok());
+        // Two sentinels try; the one not elected gives up, the other goes on.
+        primary.failing_over(0, true);
+        primary.failing_over(2, true);
+        primary.failing_over(2, false);
+        assert!(matches!(primary.may_write(), Err(StoreError::FailingOver)));
+        assert!(!StoreError::FailingOver.may_have_written());
+        primary.failing_over(0, false);
+        assert!(primary.may_write().is_ok());
+        // The switch lifts every fence.
+        primary.failing_over(1, true);
+        primary.unfence();
+        assert!(primary.may_write().is_ok());
+        // A fence nobody lifts ends after FENCE.
+        primary.failing_over(1, true);
+        primary.fence.lock().unwrap().1 = Instant::now().checked_sub(FENCE);
+        assert!(primary.may_write().is_ok());
+    }
+
+    #[test]
     fn sentinel_addresses() {
         let addr = |a: &str| sentinel_info(a, Some("pw")).unwrap();
         let a = addr("10.0.0.1:26380");
