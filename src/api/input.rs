@@ -63,7 +63,9 @@ fn refusal(error: &RouteError) -> &'static str {
         RouteError::InvalidSource(_) => {
             "Must be a host name, a *.suffix pattern or $wildcard, at most 253 characters."
         }
-        RouteError::InvalidTarget(_) => "Must be an http:// or https:// URL with a host.",
+        RouteError::InvalidTarget(_) => {
+            "Must be an http:// or https:// URL with a host name or IP address and, if given, a port from 1 to 65535."
+        }
         RouteError::InvalidMode(_) => "Must be one of: proxy, redirect.",
     }
 }

@@ -1,17 +1,20 @@
-//! The proxy's bodies: the one type every response carries, and the request body on its
-//! way upstream, streamed, held to the size limit, and telling the forwarder when it has
-//! been sent in full (the response timeout starts only then, so a long upload is not cut
-//! off as a slow upstream).
+//! The proxy's bodies: the one type every response carries; the request body on its way
+//! upstream, streamed, held to the size limit, and telling the forwarder when it has been
+//! sent in full (the response timeout starts only then, so a long upload is not cut off
+//! as a slow upstream); and the upstream's response body, cut when it stalls.
 
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
 /// The body type of every response the proxy sends.
 pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -118,6 +121,78 @@ impl http_body::Body for RequestBody {
             this.finish();
         }
         Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream sent nothing for the response timeout in the middle of its body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?} in the middle of its response body")]
+pub(crate) struct UpstreamStalled(Duration);
+
+/// An upstream's response body, cut when no byte arrives for `idle` (nginx's
+/// `proxy_read_timeout`, which runs between two reads). The error aborts the client's
+/// response (HTTP/1: the connection closes before the body's end; HTTP/2: the stream is
+/// reset), so it never looks complete, and dropping the upstream body mid-way drops its
+/// connection.
+pub(crate) struct ResponseBody {
+    inner: Incoming,
+    idle: Duration,
+    /// Armed the first time a read finds nothing; a timer only for bodies that wait.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// A frame arrived since the deadline was last set.
+    progressed: bool,
+}
+
+impl ResponseBody {
+    /// Wraps an upstream's `inner` body, allowing `idle` between two of its frames.
+    pub(crate) fn new(inner: Incoming, idle: Duration) -> ResponseBody {
+        ResponseBody {
+            inner,
+            idle,
+            deadline: None,
+            progressed: false,
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.progressed = true;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = match &mut this.deadline {
+            Some(deadline) => {
+                if this.progressed {
+                    deadline.as_mut().reset((Instant::now() + this.idle).into());
+                }
+                deadline
+            }
+            None => this
+                .deadline
+                .insert(Box::pin(tokio::time::sleep(this.idle))),
+        };
+        this.progressed = false;
+        if deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        tracing::warn!(idle = ?this.idle, "upstream stalled in its response body: response aborted");
+        Poll::Ready(Some(Err(UpstreamStalled(this.idle).into())))
     }
 
     fn is_end_stream(&self) -> bool {

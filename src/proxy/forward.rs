@@ -1,12 +1,14 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
-use super::body::{BadBody, Body, Progress, RequestBody, TooLarge, full};
+use super::Config;
+use super::body::{BadBody, Body, Progress, RequestBody, ResponseBody, TooLarge, full};
+use super::connect::GuardedConnector;
 use super::error::ProxyError;
 use super::headers;
 use super::scheme::Scheme;
 use crate::route::Upstream;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -71,36 +73,31 @@ struct Prepared {
 
 /// Sends requests upstream and tunnels upgraded connections.
 pub(crate) struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<GuardedConnector>, Body>,
     response_timeout: Duration,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
 }
 
 impl Forwarder {
-    /// A forwarder with its connection pool; `verify` checks `https://` targets against
-    /// the system's root certificates.
-    pub(crate) fn new(
-        connect_timeout: Duration,
-        response_timeout: Duration,
-        verify: bool,
-    ) -> Result<Forwarder, ClientError> {
+    /// A forwarder with its connection pool, with the upstream settings of `config`.
+    pub(crate) fn new(config: &Config) -> Result<Forwarder, ClientError> {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(config.upstream_connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(verify)?)
+            .with_tls_config(tls_config(config.upstream_tls_verify)?)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(GuardedConnector::new(http, &config.upstream_deny));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Forwarder {
             client,
-            response_timeout,
+            response_timeout: config.upstream_response_timeout,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
         })
@@ -157,8 +154,15 @@ impl Forwarder {
             headers::set_upgrade(response.headers_mut(), protocol);
             return Ok(response.map(|_| full("")));
         }
+        // The body was framed by its Transfer-Encoding; a Content-Length beside it is
+        // wrong by definition and must not be passed on (RFC 9112 §6.3), or the client
+        // reads a complete-looking part.
+        if response.headers().contains_key(header::TRANSFER_ENCODING) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         headers::remove_hop_by_hop(response.headers_mut());
-        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+        let idle = self.response_timeout;
+        Ok(response.map(|body| ResponseBody::new(body, idle).boxed()))
     }
 
     /// Waits for the response of a request with a body. The response timeout runs from

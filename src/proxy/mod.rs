@@ -8,6 +8,7 @@ mod access_log;
 mod body;
 pub mod cache;
 mod config;
+mod connect;
 mod error;
 mod forward;
 mod header_deadline;
@@ -106,11 +107,7 @@ impl Proxy {
     pub fn new(store: Arc<dyn RouteStore>, config: Config) -> Result<Arc<Proxy>, ClientError> {
         let notices = store.subscribe();
         let cache = RouteCache::new(store, notices, config.cache_ttl);
-        let forwarder = Forwarder::new(
-            config.upstream_connect_timeout,
-            config.upstream_response_timeout,
-            config.upstream_tls_verify,
-        )?;
+        let forwarder = Forwarder::new(&config)?;
         Ok(Arc::new(Proxy {
             cache,
             loop_marker: headers::loop_marker(),
