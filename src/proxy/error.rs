@@ -28,6 +28,10 @@ pub(crate) enum ProxyError {
     /// The upstream did not connect or answer in time.
     #[error("upstream timed out")]
     GatewayTimeout,
+    /// The matching rule has no backend to send to (every weight 0, or no usable
+    /// endpoint): 500, as the Gateway API says.
+    #[error("no backend is available for this request")]
+    NoBackend,
     /// The request came back to this proxy: its route points at the proxy itself.
     #[error("the request looped back to this proxy")]
     LoopDetected,
@@ -45,6 +49,7 @@ impl ProxyError {
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+            ProxyError::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

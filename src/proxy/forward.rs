@@ -31,6 +31,9 @@ use tokio_util::task::TaskTracker;
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
+/// Most mirrored requests in flight at once.
+const MIRRORS_IN_FLIGHT: usize = 256;
+
 /// Why the upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -49,6 +52,9 @@ pub(crate) struct Forward<'a> {
     pub(crate) proto: Scheme,
     /// Largest request body allowed, 0 for no limit.
     pub(crate) max_body: u64,
+    /// Time for the response head, instead of `CERYX_UPSTREAM_RESPONSE_TIMEOUT` (a
+    /// rule's `backendRequest`).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What forwarding one request gave: the answer, and what was measured on the way, for
@@ -77,6 +83,7 @@ pub(crate) struct Forwarder {
     response_timeout: Duration,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
+    mirrors: Arc<tokio::sync::Semaphore>,
 }
 
 impl Forwarder {
@@ -100,6 +107,7 @@ impl Forwarder {
             response_timeout: config.upstream_response_timeout,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
+            mirrors: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
         })
     }
 
@@ -118,7 +126,8 @@ impl Forwarder {
             }
         };
         let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
-        let response = self.send(prepared, to.max_body).await;
+        let timeout = to.timeout.unwrap_or(self.response_timeout);
+        let response = self.send(prepared, to.max_body, timeout).await;
         Forwarded {
             response,
             upstream: started.elapsed(),
@@ -126,7 +135,12 @@ impl Forwarder {
         }
     }
 
-    async fn send(&self, prepared: Prepared, max_body: u64) -> Result<Response<Body>, ProxyError> {
+    async fn send(
+        &self,
+        prepared: Prepared,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Result<Response<Body>, ProxyError> {
         let Prepared {
             request,
             progress,
@@ -135,10 +149,10 @@ impl Forwarder {
         let sent = self.client.request(request);
         let result = match progress {
             // No body to wait for (GET and the like): only the response timeout applies.
-            None => tokio::time::timeout(self.response_timeout, sent)
+            None => tokio::time::timeout(timeout, sent)
                 .await
                 .map_err(|_| ProxyError::GatewayTimeout)?,
-            Some(progress) => self.after_upload(sent, progress).await?,
+            Some(progress) => after_upload(sent, progress, timeout).await?,
         };
         let mut response = result.map_err(|e| classify(&e, max_body))?;
 
@@ -165,33 +179,39 @@ impl Forwarder {
         Ok(response.map(|body| ResponseBody::new(body, idle).boxed()))
     }
 
-    /// Waits for the response of a request with a body. The response timeout runs from
-    /// the moment the whole body is sent (or the upstream answers early), so slow uploads
-    /// are not taken for slow upstreams; an upload that stalls for as long is cut (nginx
-    /// `client_body_timeout`).
-    async fn after_upload<F: Future>(
+    /// Sends a copy of a request's head (its body is not copied) to `to`, and forgets
+    /// it: the answer is dropped, a failure only logged at debug level. At most
+    /// [`MIRRORS_IN_FLIGHT`] at once; beyond that, copies are skipped, so a slow mirror
+    /// never holds the proxy's memory or file descriptors.
+    pub(crate) fn mirror<B>(
         &self,
-        sent: F,
-        mut progress: Progress,
-    ) -> Result<F::Output, ProxyError> {
-        tokio::pin!(sent);
-        let mut last_received = 0;
-        loop {
-            tokio::select! {
-                response = &mut sent => return Ok(response),
-                _ = &mut progress.sent => break,
-                _ = tokio::time::sleep(self.response_timeout) => {
-                    let received = progress.received.load(Ordering::Relaxed);
-                    if received == last_received {
-                        return Err(ProxyError::ClientTimeout);
-                    }
-                    last_received = received;
-                }
+        req: &Request<B>,
+        to: &Upstream,
+        client_ip: IpAddr,
+        proto: Scheme,
+    ) {
+        let Ok(permit) = self.mirrors.clone().try_acquire_owned() else {
+            return tracing::debug!("mirror skipped: too many in flight");
+        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = to.uri_for(path) else { return };
+        let mut copy = Request::new(full(""));
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = uri;
+        *copy.headers_mut() = req.headers().clone();
+        let headers = copy.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        headers.remove(header::CONTENT_LENGTH);
+        headers::set_forwarding(headers, client_ip, proto);
+        let (client, timeout) = (self.client.clone(), self.response_timeout);
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, client.request(copy)).await {
+                Ok(Ok(response)) => drop(response.into_body().collect().await),
+                Ok(Err(e)) => tracing::debug!(error = %e, "mirror failed"),
+                Err(_) => tracing::debug!("mirror timed out"),
             }
-        }
-        tokio::time::timeout(self.response_timeout, sent)
-            .await
-            .map_err(|_| ProxyError::GatewayTimeout)
+        });
     }
 
     fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade) {
@@ -225,6 +245,35 @@ impl Forwarder {
             self.tunnels.wait().await;
         }
     }
+}
+
+/// Waits for the response of a request with a body. The response timeout runs from the
+/// moment the whole body is sent (or the upstream answers early), so slow uploads are not
+/// taken for slow upstreams; an upload that stalls for as long is cut (nginx
+/// `client_body_timeout`).
+async fn after_upload<F: Future>(
+    sent: F,
+    mut progress: Progress,
+    timeout: Duration,
+) -> Result<F::Output, ProxyError> {
+    tokio::pin!(sent);
+    let mut last_received = 0;
+    loop {
+        tokio::select! {
+            response = &mut sent => return Ok(response),
+            _ = &mut progress.sent => break,
+            _ = tokio::time::sleep(timeout) => {
+                let received = progress.received.load(Ordering::Relaxed);
+                if received == last_received {
+                    return Err(ProxyError::ClientTimeout);
+                }
+                last_received = received;
+            }
+        }
+    }
+    tokio::time::timeout(timeout, sent)
+        .await
+        .map_err(|_| ProxyError::GatewayTimeout)
 }
 
 /// The request as its upstream gets it: hop-by-hop headers dropped, forwarding ones set,

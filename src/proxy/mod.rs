@@ -15,6 +15,7 @@ mod header_deadline;
 mod headers;
 mod limit;
 mod observe;
+mod routing;
 mod scheme;
 mod server;
 pub mod tls;
@@ -33,6 +34,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use limit::Limit;
 use observe::{Exchange, Observed};
+use routing::{Decision, Destination};
 use scheme::Scheme;
 use server::{Handler, Timeouts};
 use std::net::SocketAddr;
@@ -190,12 +192,34 @@ impl Proxy {
         let settings = &resolved.route.settings;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         if settings.enforce_https && proto == Scheme::Http {
-            return Ok(redirect(&format!("https://{host}{path}")));
+            return Ok(redirect(MOVED, &format!("https://{host}{path}")));
         }
         if settings.mode == Mode::Redirect {
-            return Ok(redirect(&redirect_location(&resolved.route.target, path)));
+            return Ok(redirect(
+                MOVED,
+                &redirect_location(&resolved.route.target, path),
+            ));
         }
-        let Some(upstream) = &resolved.upstream else {
+        let mut upstream = resolved.upstream.as_ref();
+        let mut rule = None;
+        if let Some(rules) = &resolved.rules
+            && let Some((decision, mirrors)) = rules.apply(&mut req, &host, proto)
+        {
+            let (matched, destination) = match decision {
+                Decision::Redirect(status, location) => return Ok(redirect(status, &location)),
+                Decision::Forward(matched, destination) => (matched, destination),
+            };
+            match destination {
+                Destination::Target => {}
+                Destination::Backend(backend) => upstream = Some(backend),
+                Destination::Unavailable => return Err(ProxyError::NoBackend),
+            }
+            for mirror in mirrors {
+                self.forwarder.mirror(&req, mirror, peer.ip(), proto);
+            }
+            rule = Some(matched);
+        }
+        let Some(upstream) = upstream else {
             return Err(ProxyError::BadGateway(format!(
                 "route {} has an invalid target {:?}",
                 resolved.route.source, resolved.route.target
@@ -217,10 +241,25 @@ impl Proxy {
             client_ip: peer.ip(),
             proto,
             max_body,
+            timeout: rule.and_then(|r| r.attempt_timeout),
         };
-        let forwarded = self.forwarder.forward(req, to).await;
+        let forwarding = self.forwarder.forward(req, to);
+        let forwarded = match rule.and_then(|r| r.request_timeout) {
+            None => forwarding.await,
+            Some(limit) => match tokio::time::timeout(limit, forwarding).await {
+                Ok(forwarded) => forwarded,
+                Err(_) => {
+                    exchange.forwarded(limit, None);
+                    return Err(ProxyError::GatewayTimeout);
+                }
+            },
+        };
         exchange.forwarded(forwarded.upstream, forwarded.uploaded);
-        forwarded.response
+        let mut response = forwarded.response?;
+        if let Some(rule) = rule {
+            rule.modify_response(response.headers_mut());
+        }
+        Ok(response)
     }
 
     /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer
@@ -261,9 +300,11 @@ fn without_userinfo(authority: &str) -> &str {
 }
 
 /// Ceryx redirects with 301 for every method.
-fn redirect(location: &str) -> Response<Body> {
+const MOVED: StatusCode = StatusCode::MOVED_PERMANENTLY;
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut response = Response::new(body::full(""));
-    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    *response.status_mut() = status;
     match HeaderValue::from_str(location) {
         Ok(value) => {
             response.headers_mut().insert(header::LOCATION, value);

@@ -1,6 +1,9 @@
 //! The route model: a public host name (`source`) mapped to a `target` URL, with Ceryx's
 //! settings, plus the host normalisation the proxy and the stores share.
 
+pub mod rules;
+
+pub use rules::Rule;
 use serde::{Deserialize, Serialize};
 
 /// Ceryx's catch-all source: the target for any host that has no route of its own.
@@ -19,6 +22,9 @@ pub struct Route {
     /// Per-route behaviour.
     #[serde(default)]
     pub settings: Settings,
+    /// Routing rules (ours; left out when empty, so old clients see what they saw).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
 }
 
 /// Ceryx's per-route settings (the `<prefix>:settings:<source>` hash).
@@ -123,6 +129,7 @@ impl Route {
             source: normalize_source(source)?,
             target: validate_target(target)?,
             settings,
+            rules: Vec::new(),
         })
     }
 }
