@@ -9,6 +9,7 @@ mod body;
 pub mod cache;
 mod config;
 mod connect;
+mod endpoints;
 mod error;
 mod forward;
 mod header_deadline;
