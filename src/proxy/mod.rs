@@ -16,6 +16,7 @@ mod header_deadline;
 mod headers;
 mod limit;
 mod observe;
+mod retry_budget;
 mod scheme;
 mod server;
 pub mod tls;
