@@ -14,6 +14,7 @@ mod error;
 mod forward;
 mod header_deadline;
 mod headers;
+mod health;
 mod limit;
 mod observe;
 mod retry_budget;
