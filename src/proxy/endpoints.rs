@@ -7,9 +7,10 @@
 //! loaded" does when many proxies share stale views, and need no sorted structure or
 //! lock; the in-flight factor reacts within one request, the latency within one response.
 //! The estimate is *peak*-sensitive: a slower response replaces it at once, a faster one
-//! only pulls it down over the decay time (10 s), and it decays toward zero while an
-//! endpoint is idle so a once-slow endpoint is tried again. An endpoint never measured
-//! costs a default 30 ms (linkerd's defaults for both), so a new one gets traffic.
+//! only pulls it down over the decay time, 10 s. It decays while an endpoint is idle, so
+//! a once-slow endpoint is tried again; down to 1 ms, not to zero as in linkerd, so that a
+//! long-idle endpoint does not draw every request until its first answer. An endpoint
+//! never measured costs 30 ms, so a new one gets traffic (30 ms and 10 s are linkerd's).
 //! The choice is made per request, so neither keep-alive nor HTTP/2 connections pin
 //! traffic on one endpoint.
 //!
@@ -41,6 +42,10 @@ use std::time::{Duration, Instant};
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// How fast the estimate forgets (linkerd's `EWMA_DECAY`).
 const DECAY: Duration = Duration::from_secs(10);
+/// The least a measured estimate counts for: one decayed toward zero after a long idle
+/// time (or a long ejection) would otherwise cost nothing however many requests are in
+/// flight, and draw every request until its first response.
+const MIN_RTT: Duration = Duration::from_millis(1);
 /// What a refused connection counts as in the latency estimate.
 const CONNECT_PENALTY: Duration = Duration::from_secs(1);
 /// The longest ejection, in multiples of the base interval (Envoy caps at 300 s = 10 × 30 s).
@@ -94,6 +99,17 @@ pub(crate) enum Outcome {
     },
     /// The connection could not be made (refused, unreachable, connect timeout).
     ConnectFailure,
+}
+
+impl Outcome {
+    /// The outcome of a response with `status`, `latency` after the request was sent.
+    pub(crate) fn response(status: http::StatusCode, latency: Duration) -> Outcome {
+        if status.is_server_error() {
+            Outcome::Failure5xx { latency }
+        } else {
+            Outcome::Success { latency }
+        }
+    }
 }
 
 /// The endpoints of one backend; cheap to share, immutable but for per-endpoint atomics.
@@ -367,7 +383,7 @@ impl EndpointState {
             DEFAULT_RTT.as_nanos() as f64
         } else {
             let idle = now.saturating_sub(self.measured_at.load(Relaxed));
-            f64::from_bits(bits) * decay(idle)
+            (f64::from_bits(bits) * decay(idle)).max(MIN_RTT.as_nanos() as f64)
         };
         rtt * (f64::from(self.in_flight.load(Relaxed)) + 1.0)
     }
@@ -751,6 +767,59 @@ mod tests {
         let _other = set("sweeper", 1, OutlierConfig::default());
         let registry = REGISTRY.lock().unwrap();
         assert!(!registry.contains_key("http://swept-0:80"));
+    }
+
+    #[test]
+    fn a_long_idle_endpoint_does_not_draw_every_request() {
+        let set = set("burst", 2, OutlierConfig::default());
+        let now = Instant::now();
+        succeed(&set, 0, Duration::from_millis(100), now);
+        succeed(&set, 1, Duration::from_millis(5), now);
+        // An hour later endpoint 0's estimate has decayed to nothing, yet requests
+        // waiting on it still make it the dearer one.
+        let later = now + Duration::from_secs(3600);
+        succeed(&set, 1, Duration::from_millis(5), later);
+        let held: Vec<Picked> = (0..60).map(|_| set.pick_at(later, &[]).unwrap()).collect();
+        let on_idle = held.iter().filter(|p| p.index() == 0).count();
+        assert!((5..=55).contains(&on_idle), "{on_idle} of 60");
+    }
+
+    #[test]
+    fn in_flight_counts_survive_concurrent_use() {
+        let set = set("threads", 4, fast_ejection());
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let set = &set;
+                scope.spawn(move || {
+                    for i in 0..2000u64 {
+                        let picked = set.pick(&[]).unwrap();
+                        let latency = Duration::from_micros(100 * (t + 1) + i % 7);
+                        let outcome = if i % 50 == 0 {
+                            Outcome::ConnectFailure
+                        } else {
+                            Outcome::response(http::StatusCode::OK, latency)
+                        };
+                        picked.finish(outcome);
+                    }
+                });
+            }
+        });
+        for (_, state) in set.states() {
+            assert_eq!(state.in_flight.load(Relaxed), 0);
+        }
+    }
+
+    #[test]
+    fn server_errors_are_failures() {
+        let latency = Duration::from_millis(3);
+        assert_eq!(
+            Outcome::response(http::StatusCode::BAD_GATEWAY, latency),
+            Outcome::Failure5xx { latency }
+        );
+        assert_eq!(
+            Outcome::response(http::StatusCode::NOT_FOUND, latency),
+            Outcome::Success { latency }
+        );
     }
 
     #[test]
