@@ -307,13 +307,13 @@ async fn websocket_and_http2_pass_through_a_rule() {
     assert_eq!(echoed.into_text().unwrap(), "through a rule");
     assert_eq!(ws.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 
-    // HTTP/2 with prior knowledge: on one connection, each request is routed (and
-    // balanced) on its own, so a long-lived connection is not pinned to one endpoint.
+    // HTTP/2 with prior knowledge: on one connection, each request is routed (here split
+    // 50/50) on its own, so a long-lived connection is not pinned to one backend.
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     put(
         &ceryx,
         json!({"source": "h2.test", "target": web.url(), "rules": [
-            {"matches": [{"path": {"value": "/api"}}], "backendRefs": [{"endpoints": [a.url(), b.url()]}]}]}),
+            {"matches": [{"path": {"value": "/api"}}], "backendRefs": [{"url": a.url()}, {"url": b.url()}]}]}),
     )
     .await;
     let stream = tokio::net::TcpStream::connect(ceryx.addr).await.unwrap();
@@ -441,6 +441,234 @@ async fn rules_are_stored_apart_and_old_tools_see_what_they_saw() {
                 .upstream()
                 .as_deref()
                 == Some("other")
+        },
+    )
+    .await;
+}
+
+/// An upstream whose every answer `script(path)` decides: a status and a delay. It
+/// reads the whole request body first and answers `{"name", "body_len"}`.
+struct Scripted {
+    addr: std::net::SocketAddr,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Scripted {
+    async fn start(name: &'static str, script: fn(&str) -> (u16, u64)) -> Scripted {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            async move {
+                                let (status, delay) = script(req.uri().path());
+                                let body_len = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map_or(-1, |b| b.to_bytes().len() as i64);
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                                let body = json!({"name": name, "body_len": body_len}).to_string();
+                                Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(status)
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                        .unwrap(),
+                                )
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Scripted { addr, hits }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A loopback port nothing listens on: connections are refused.
+fn refusing() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_gets_far_less_traffic() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let fast_a = Scripted::start("fast-a", |_| (200, 5)).await;
+    let fast_b = Scripted::start("fast-b", |_| (200, 5)).await;
+    let slow = Scripted::start("slow", |_| (200, 50)).await;
+    put(
+        &ceryx,
+        json!({"source": "b.test", "target": fast_a.url(), "rules": [
+            {"backendRefs": [{"endpoints": [fast_a.url(), fast_b.url(), slow.url()]}]}]}),
+    )
+    .await;
+    let client = TestClient::default();
+    for _ in 0..30 {
+        let batch = (0..10).map(|_| client.get(ceryx.addr, "b.test", "/"));
+        for reply in futures_util::future::join_all(batch).await {
+            assert_eq!(reply.status, StatusCode::OK);
+        }
+    }
+    let (a, b, s) = (fast_a.hits(), fast_b.hits(), slow.hits());
+    eprintln!("300 requests over two fast endpoints and one 10x slower: {a} / {b} / {s}");
+    // Round robin would give the slow one a third (100).
+    assert!(s < 30, "slow endpoint got {s} of 300");
+    assert!(a > 50 && b > 50, "both fast endpoints serve: {a} / {b}");
+}
+
+#[tokio::test]
+async fn a_refusing_endpoint_costs_at_most_its_first_failures() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let (a, b) = (
+        Scripted::start("a", |_| (200, 0)).await,
+        Scripted::start("b", |_| (200, 0)).await,
+    );
+    put(
+        &ceryx,
+        json!({"source": "o.test", "target": a.url(), "rules": [
+            {"backendRefs": [{"endpoints": [a.url(), b.url(), refusing()]}]}]}),
+    )
+    .await;
+    let client = TestClient::default();
+    let mut failed_at = Vec::new();
+    for i in 0..200 {
+        if client.get(ceryx.addr, "o.test", "/").await.status != StatusCode::OK {
+            failed_at.push(i);
+        }
+    }
+    eprintln!("one of three endpoints refusing, no retries: failures at {failed_at:?}");
+    // Envoy's rule: five consecutive failures eject it; the latency estimate keeps it
+    // out of the choice even sooner.
+    assert!(failed_at.len() <= 5, "{failed_at:?}");
+    assert!(failed_at.iter().all(|i| *i < 50), "{failed_at:?}");
+}
+
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_endpoint_with_the_body() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let ok = Upstream::start("ok").await;
+    let client = TestClient::default();
+    // Fresh hosts with fresh dead endpoints: the first request of each has two chances
+    // in three to meet a dead endpoint first.
+    for host in ["r1.test", "r2.test", "r3.test"] {
+        put(
+            &ceryx,
+            json!({"source": host, "target": ok.url(), "rules": [
+                {"backendRefs": [{"endpoints": [refusing(), refusing(), ok.url()]}],
+                 "retry": {"attempts": 2, "backoff": "1ms"}}]}),
+        )
+        .await;
+        for _ in 0..10 {
+            let body = vec![b'x'; 4096];
+            let req = Request::post("/upload").header("host", host);
+            let reply = client.send(ceryx.addr, req, body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{host}");
+            assert_eq!(
+                reply.json()["body_len"],
+                4096,
+                "{host}: the body reached the retry whole"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn statuses_are_retried_only_when_safe_and_within_the_budget() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let down = [
+        Scripted::start("d1", |_| (503, 0)).await,
+        Scripted::start("d2", |_| (503, 0)).await,
+        Scripted::start("d3", |_| (503, 0)).await,
+    ];
+    let urls: Vec<String> = down.iter().map(Scripted::url).collect();
+    put(
+        &ceryx,
+        json!({"source": "s.test", "target": urls[0], "rules": [
+            {"backendRefs": [{"endpoints": urls}],
+             "retry": {"attempts": 3, "codes": [503], "backoff": "1ms"}}]}),
+    )
+    .await;
+    let hits = || down.iter().map(Scripted::hits).sum::<usize>();
+    let client = TestClient::default();
+
+    // A POST whose body was sent is never retried; a GET is, up to its attempts.
+    let post = client
+        .send(
+            ceryx.addr,
+            Request::post("/").header("host", "s.test"),
+            "payload",
+        )
+        .await;
+    assert_eq!((post.status, hits()), (StatusCode::SERVICE_UNAVAILABLE, 1));
+    let get = client.get(ceryx.addr, "s.test", "/").await;
+    assert_eq!(
+        (get.status, hits()),
+        (StatusCode::SERVICE_UNAVAILABLE, 1 + 4)
+    );
+
+    // With every endpoint failing, the budget (20 % of requests, plus 3 a second over
+    // 10 s) caps retries: 4 attempts a request would make 800 for 200 requests.
+    for _ in 0..198 {
+        client.get(ceryx.addr, "s.test", "/").await;
+    }
+    let total = hits();
+    eprintln!("200 GETs, 3 retries each allowed, every endpoint 503: {total} upstream requests");
+    assert!((230..=290).contains(&total), "{total}");
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_failing_endpoint_out() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let healthy = Scripted::start("healthy", |_| (200, 0)).await;
+    // Serves requests but fails its health check: only an active check sees it.
+    let sick = Scripted::start("sick", |path| {
+        if path == "/healthz" {
+            (503, 0)
+        } else {
+            (200, 0)
+        }
+    })
+    .await;
+    put(
+        &ceryx,
+        json!({"source": "h.test", "target": healthy.url(), "rules": [
+            {"backendRefs": [{"endpoints": [healthy.url(), sick.url()],
+              "healthCheck": {"path": "/healthz", "interval": "100ms", "timeout": "1s", "unhealthyThreshold": 1}}]}]}),
+    )
+    .await;
+    let client = TestClient::default();
+    eventually(
+        Duration::from_secs(10),
+        "the sick endpoint to be taken out",
+        || async {
+            for _ in 0..30 {
+                if name(&client.get(ceryx.addr, "h.test", "/").await) != "healthy" {
+                    return false;
+                }
+            }
+            true
         },
     )
     .await;

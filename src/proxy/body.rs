@@ -42,12 +42,19 @@ pub(crate) struct BadBody(#[source] hyper::Error);
 
 /// A client's request body, forwarded as it arrives.
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    /// `None` once given back.
+    inner: Option<Incoming>,
     /// Bytes still allowed; `None` for no limit.
     remaining: Option<u64>,
     /// Set while the body is being followed: where to report.
     report: Option<(oneshot::Sender<()>, Arc<AtomicU64>)>,
+    /// Where the body goes back if it is dropped before any of it was read (the
+    /// upstream could not be reached), so that it can be sent to another.
+    give_back: Option<Unsent>,
 }
+
+/// A request body given back unread by an attempt that never sent it.
+pub(crate) type Unsent = Arc<std::sync::Mutex<Option<Incoming>>>;
 
 /// How the forwarder follows a body's upload.
 pub(crate) struct Progress {
@@ -64,20 +71,28 @@ impl RequestBody {
         let remaining = (limit > 0).then_some(limit);
         if inner.is_end_stream() {
             let body = RequestBody {
-                inner,
+                inner: Some(inner),
                 remaining,
                 report: None,
+                give_back: None,
             };
             return (body, None);
         }
         let (tx, rx) = oneshot::channel();
         let received = Arc::new(AtomicU64::new(0));
         let body = RequestBody {
-            inner,
+            inner: Some(inner),
             remaining,
             report: Some((tx, received.clone())),
+            give_back: None,
         };
         (body, Some(Progress { sent: rx, received }))
+    }
+
+    /// Gives the body back into `slot` if it is dropped before a byte of it was read.
+    pub(crate) fn give_back_to(mut self, slot: Unsent) -> RequestBody {
+        self.give_back = Some(slot);
+        self
     }
 
     fn finish(&mut self) {
@@ -96,7 +111,10 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
                 this.finish();
@@ -105,6 +123,8 @@ impl http_body::Body for RequestBody {
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BadBody(e).into()))),
             Poll::Ready(Some(Ok(frame))) => frame,
         };
+        // Read: it can no longer be sent anywhere else.
+        this.give_back = None;
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if let Some((_, received)) = &this.report {
@@ -117,18 +137,28 @@ impl http_body::Body for RequestBody {
                 }
             }
         }
-        if this.inner.is_end_stream() {
+        if this.inner.as_ref().is_none_or(Incoming::is_end_stream) {
             this.finish();
         }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Some(slot) = self.give_back.take() {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = self.inner.take();
+        }
     }
 }
 

@@ -27,9 +27,6 @@
 //! Per-endpoint state lives in a process-wide registry keyed by `scheme://authority`, so a
 //! route rebuilt from the store (every few seconds under churn) keeps what it learnt.
 
-// Wired in by the routing rules (issue 19).
-#![allow(dead_code)]
-
 use crate::route::Upstream;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -192,6 +189,7 @@ impl EndpointSet {
     }
 
     /// How many endpoints the set has.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.endpoints.len()
     }
@@ -201,18 +199,15 @@ impl EndpointSet {
         self.endpoints.is_empty()
     }
 
-    /// The endpoint at `index`.
-    pub(crate) fn upstream(&self, index: usize) -> Option<&Upstream> {
-        self.endpoints.get(index).map(|e| &e.upstream)
-    }
-
     /// Whether the endpoint at `index` is in the choice now (neither ejected nor
     /// unhealthy).
+    #[cfg(test)]
     pub(crate) fn is_available(&self, index: usize) -> bool {
         self.is_available_at(index, Instant::now())
     }
 
     /// [`EndpointSet::is_available`] at a given time.
+    #[cfg(test)]
     pub(crate) fn is_available_at(&self, index: usize, now: Instant) -> bool {
         self.endpoints
             .get(index)

@@ -2,13 +2,15 @@
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
 use super::Config;
-use super::body::{BadBody, Body, Progress, RequestBody, ResponseBody, TooLarge, full};
+use super::body::{BadBody, Body, Progress, RequestBody, ResponseBody, TooLarge, Unsent, full};
 use super::connect::GuardedConnector;
+use super::endpoints::{EndpointSet, Outcome};
 use super::error::ProxyError;
 use super::headers;
+use super::routing::RetryPolicy;
 use super::scheme::Scheme;
 use crate::route::Upstream;
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -42,10 +44,18 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
 }
 
+/// Where a request goes.
+pub(crate) enum Via<'a> {
+    /// One upstream: a route's target.
+    Upstream(&'a Upstream),
+    /// A rule's backend: an endpoint chosen per attempt, retried as the policy says.
+    Endpoints(&'a Arc<EndpointSet>, Option<&'a RetryPolicy>),
+}
+
 /// Per-request facts the forwarder needs besides the request itself.
 pub(crate) struct Forward<'a> {
-    /// Where the route points.
-    pub(crate) upstream: &'a Upstream,
+    /// Where the request goes.
+    pub(crate) via: Via<'a>,
     /// The client's address.
     pub(crate) client_ip: IpAddr,
     /// The scheme the client used.
@@ -115,23 +125,119 @@ impl Forwarder {
     /// the body up and the answer back, and tunnels an accepted upgrade.
     pub(crate) async fn forward(&self, req: Request<Incoming>, to: Forward<'_>) -> Forwarded {
         let started = Instant::now();
-        let prepared = match prepare(req, &to) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                return Forwarded {
-                    response: Err(e),
-                    upstream: started.elapsed(),
-                    uploaded: None,
-                };
-            }
-        };
-        let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
         let timeout = to.timeout.unwrap_or(self.response_timeout);
-        let response = self.send(prepared, to.max_body, timeout).await;
+        let (response, uploaded) = match to.via {
+            Via::Upstream(upstream) => match prepare(req, &to, upstream, None) {
+                Ok(prepared) => {
+                    let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+                    (self.send(prepared, to.max_body, timeout).await, uploaded)
+                }
+                Err(e) => (Err(e), None),
+            },
+            Via::Endpoints(set, retry) => self.balanced(req, &to, set, retry, timeout).await,
+        };
         Forwarded {
             response,
             upstream: started.elapsed(),
             uploaded,
+        }
+    }
+
+    /// Sends a request to an endpoint of `set`, each attempt's outcome teaching the set
+    /// (latency, ejection), and retries on another endpoint what the policy allows and
+    /// can be sent again: a connection that failed before the request went out always;
+    /// a retried status for idempotent methods, or when the body came back unread. Each
+    /// retry is taken from the rule's budget, and waits its backoff first.
+    async fn balanced(
+        &self,
+        req: Request<Incoming>,
+        to: &Forward<'_>,
+        set: &Arc<EndpointSet>,
+        retry: Option<&RetryPolicy>,
+        timeout: Duration,
+    ) -> (Result<Response<Body>, ProxyError>, Option<Arc<AtomicU64>>) {
+        let Some(mut picked) = set.pick(&[]) else {
+            return (Err(ProxyError::NoBackend), None);
+        };
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let path = retry.map(|_| {
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned()
+        });
+        let unsent: Option<Unsent> = retry.map(|_| Arc::default());
+        let mut prepared = match prepare(req, to, picked.upstream(), unsent.clone()) {
+            Ok(prepared) => prepared,
+            Err(e) => return (Err(e), None),
+        };
+        let retry = retry.filter(|r| r.attempts > 0 && prepared.upgrade.is_none());
+        if let Some(policy) = retry {
+            policy.budget.deposit();
+        }
+        let replay = retry.map(|_| Replay {
+            method: prepared.request.method().clone(),
+            headers: prepared.request.headers().clone(),
+            path: path.unwrap_or_default(),
+            body: prepared
+                .progress
+                .is_some()
+                .then(|| unsent.unwrap_or_default()),
+        });
+        let mut tried = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+            let index = picked.index();
+            let sent_at = Instant::now();
+            let result = self.send(prepared, to.max_body, timeout).await;
+            let latency = sent_at.elapsed();
+            match &result {
+                Ok(response) => picked.finish(Outcome::response(response.status(), latency)),
+                Err(ProxyError::Unreachable(_)) => picked.finish(Outcome::ConnectFailure),
+                Err(ProxyError::BadGateway(_) | ProxyError::GatewayTimeout) => {
+                    picked.finish(Outcome::Failure5xx { latency })
+                }
+                // The client's doing (a body too large or broken): not the endpoint's.
+                Err(_) => drop(picked),
+            }
+            let (Some(policy), Some(replay)) = (retry, &replay) else {
+                return (result, uploaded);
+            };
+            let status = match &result {
+                Ok(response) => response.status(),
+                Err(e) => e.status(),
+            };
+            let retryable = match &result {
+                Err(ProxyError::Unreachable(_)) => true,
+                _ => policy.codes.contains(&status) && (idempotent || replay.body.is_some()),
+            };
+            if !retryable || attempt >= policy.attempts || !replay.can_resend() {
+                return (result, uploaded);
+            }
+            if !policy.budget.withdraw() {
+                tracing::debug!("retry budget spent: not retried");
+                return (result, uploaded);
+            }
+            attempt += 1;
+            tried.push(index);
+            tokio::time::sleep(policy.backoff * 2u32.saturating_pow(attempt - 1)).await;
+            let Some(next) = set.pick(&tried).or_else(|| set.pick(&[])) else {
+                return (result, uploaded);
+            };
+            picked = next;
+            prepared = match replay.prepare(picked.upstream(), to.max_body) {
+                Some(prepared) => prepared,
+                None => return (result, uploaded),
+            };
         }
     }
 
@@ -276,17 +382,59 @@ async fn after_upload<F: Future>(
         .map_err(|_| ProxyError::GatewayTimeout)
 }
 
+/// What a retry needs: the request head as prepared, and the body while it is unread.
+struct Replay {
+    method: Method,
+    headers: http::HeaderMap,
+    path: String,
+    /// For a request with a body: where an attempt that did not read it gives it back.
+    body: Option<Unsent>,
+}
+
+impl Replay {
+    /// Whether the request can go out again: it has no body, or its body came back.
+    fn can_resend(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_none_or(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+    }
+
+    /// The request again, for `upstream`; `None` when its body was read after all.
+    fn prepare(&self, upstream: &Upstream, max_body: u64) -> Option<Prepared> {
+        let mut request = Request::new(full(""));
+        let mut progress = None;
+        if let Some(slot) = &self.body {
+            let body = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+            let (body, followed) = RequestBody::new(body, max_body);
+            *request.body_mut() = body.give_back_to(slot.clone()).boxed();
+            progress = followed;
+        }
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = upstream.uri_for(&self.path).ok()?;
+        *request.headers_mut() = self.headers.clone();
+        Some(Prepared {
+            request,
+            progress,
+            upgrade: None,
+        })
+    }
+}
+
 /// The request as its upstream gets it: hop-by-hop headers dropped, forwarding ones set,
 /// the body held to the limit, and an upgrade's client side taken.
-fn prepare(mut req: Request<Incoming>, to: &Forward<'_>) -> Result<Prepared, ProxyError> {
+fn prepare(
+    mut req: Request<Incoming>,
+    to: &Forward<'_>,
+    upstream: &Upstream,
+    unsent: Option<Unsent>,
+) -> Result<Prepared, ProxyError> {
     let upgrade = match req.version() {
         Version::HTTP_11 => headers::upgrade_protocol(req.headers()),
         _ => None,
     };
     let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = to
-        .upstream
+    let uri = upstream
         .uri_for(path)
         .map_err(|_| ProxyError::BadRequest("The request URI cannot be forwarded."))?;
 
@@ -298,7 +446,10 @@ fn prepare(mut req: Request<Incoming>, to: &Forward<'_>) -> Result<Prepared, Pro
     headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let (body, progress) = RequestBody::new(body, to.max_body);
+    let (mut body, progress) = RequestBody::new(body, to.max_body);
+    if let Some(slot) = unsent {
+        body = body.give_back_to(slot);
+    }
     Ok(Prepared {
         request: Request::from_parts(parts, body.boxed()),
         progress,
@@ -326,6 +477,10 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyEr
         }
         detail.push(e.to_string());
         source = e.source();
+    }
+    // Refused, unresolvable, denied: the request never went out, so it may be retried.
+    if error.is_connect() {
+        return ProxyError::Unreachable(detail.join(": "));
     }
     ProxyError::BadGateway(detail.join(": "))
 }

@@ -12,9 +12,6 @@
 //! a route rebuilt with the same check starts from the verdict already reached instead of
 //! sending traffic to a known-bad endpoint until it fails again.
 
-// Wired in by the routing rules (issue 19).
-#![allow(dead_code)]
-
 use super::endpoints::{EndpointSet, EndpointState};
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};

@@ -32,7 +32,7 @@ use crate::store::RouteStore;
 use access_log::AccessLog;
 use body::Body;
 use error::ProxyError;
-use forward::{Forward, Forwarder};
+use forward::{Forward, Forwarder, Via};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use limit::Limit;
@@ -141,7 +141,7 @@ impl Proxy {
             Err(e) => {
                 let (method, uri) = (exchange.method(), exchange.uri());
                 match &e {
-                    ProxyError::BadGateway(detail) => {
+                    ProxyError::BadGateway(detail) | ProxyError::Unreachable(detail) => {
                         tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")
                     }
                     other => {
@@ -203,7 +203,7 @@ impl Proxy {
                 &redirect_location(&resolved.route.target, path),
             ));
         }
-        let mut upstream = resolved.upstream.as_ref();
+        let mut via = resolved.upstream.as_ref().map(Via::Upstream);
         let mut rule = None;
         if let Some(rules) = &resolved.rules
             && let Some((decision, mirrors)) = rules.apply(&mut req, &host, proto)
@@ -214,15 +214,17 @@ impl Proxy {
             };
             match destination {
                 Destination::Target => {}
-                Destination::Backend(backend) => upstream = Some(backend),
+                Destination::Backend(set) => {
+                    via = Some(Via::Endpoints(set, matched.retry.as_ref()))
+                }
                 Destination::Unavailable => return Err(ProxyError::NoBackend),
             }
-            for mirror in mirrors {
+            for mirror in &mirrors {
                 self.forwarder.mirror(&req, mirror, peer.ip(), proto);
             }
             rule = Some(matched);
         }
-        let Some(upstream) = upstream else {
+        let Some(via) = via else {
             return Err(ProxyError::BadGateway(format!(
                 "route {} has an invalid target {:?}",
                 resolved.route.source, resolved.route.target
@@ -240,7 +242,7 @@ impl Proxy {
         req.headers_mut()
             .append(headers::CDN_LOOP, self.loop_marker.clone());
         let to = Forward {
-            upstream,
+            via,
             client_ip: peer.ip(),
             proto,
             max_body,

@@ -7,9 +7,6 @@
 //! always added to the balance, so a quiet route can still retry. Atomics only: the
 //! tenth is rotated by whichever caller first notices it has ended.
 
-// Wired in by the routing rules (issue 19).
-#![allow(dead_code)]
-
 use std::sync::atomic::{
     AtomicI64, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Release,
 };

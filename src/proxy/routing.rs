@@ -4,6 +4,9 @@
 //! expressions compiled, filters and backends resolved. Per request: the first pair
 //! that matches picks the rule, whose filters and weighted backends apply.
 
+use super::endpoints::{EndpointSet, OutlierConfig};
+use super::health::HealthCheck;
+use super::retry_budget::RetryBudget;
 use super::scheme::Scheme;
 use crate::route::Upstream;
 use crate::route::rules::{
@@ -13,8 +16,11 @@ use crate::route::rules::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use regex::Regex;
 use std::cmp::Reverse;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Wait before a first retry when the rule names none.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
 
 /// A host's compiled rules.
 #[derive(Debug)]
@@ -78,28 +84,60 @@ pub(crate) struct CompiledRule {
     pub(crate) request_timeout: Option<Duration>,
     /// One attempt, up to the response head.
     pub(crate) attempt_timeout: Option<Duration>,
+    /// Retries of failed attempts.
+    pub(crate) retry: Option<RetryPolicy>,
+}
+
+/// A rule's retries, compiled.
+#[derive(Debug)]
+pub(crate) struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub(crate) attempts: u32,
+    /// Statuses retried (for requests that can be sent again safely).
+    pub(crate) codes: Vec<StatusCode>,
+    /// Wait before the first retry, doubled for each next one.
+    pub(crate) backoff: Duration,
+    /// Retries allowed as a share of the rule's requests, so that retries cannot
+    /// multiply an outage.
+    pub(crate) budget: RetryBudget,
 }
 
 /// One backend's endpoints and share of the traffic.
 #[derive(Debug)]
 struct Backend {
     weight: u64,
-    endpoints: Vec<Upstream>,
-    next: AtomicUsize,
+    endpoints: Arc<EndpointSet>,
 }
 
 impl Backend {
+    /// The backend's endpoint set, with its health check running while the set lives.
     fn new(backend: &BackendRef) -> Backend {
+        let endpoints =
+            EndpointSet::new(rules::backend_upstreams(backend), OutlierConfig::default());
+        if let Some(check) = &backend.health_check {
+            let defaults = HealthCheck::default();
+            let duration = |v: &Option<String>, default| {
+                v.as_deref().and_then(parse_duration).unwrap_or(default)
+            };
+            let check = HealthCheck {
+                path: check.path.clone().unwrap_or(defaults.path),
+                interval: duration(&check.interval, defaults.interval),
+                timeout: duration(&check.timeout, defaults.timeout),
+                unhealthy_threshold: check
+                    .unhealthy_threshold
+                    .unwrap_or(defaults.unhealthy_threshold),
+                healthy_threshold: check
+                    .healthy_threshold
+                    .unwrap_or(defaults.healthy_threshold),
+            };
+            if let Err(error) = check.spawn(&endpoints) {
+                tracing::warn!(%error, "health check not started");
+            }
+        }
         Backend {
             weight: u64::from(backend.weight()),
-            endpoints: rules::backend_upstreams(backend),
-            next: AtomicUsize::new(0),
+            endpoints,
         }
-    }
-
-    fn endpoint(&self) -> Option<&Upstream> {
-        let n = self.endpoints.len();
-        (n > 0).then(|| &self.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % n])
     }
 }
 
@@ -107,8 +145,8 @@ impl Backend {
 pub(crate) enum Destination<'a> {
     /// The host's own target (a rule without backends, or no rule matched).
     Target,
-    /// One of the rule's backends.
-    Backend(&'a Upstream),
+    /// One of the rule's backends: the forwarder picks its endpoint.
+    Backend(&'a Arc<EndpointSet>),
     /// Every backend has weight 0, or none can be used: 500, as the Gateway API says.
     Unavailable,
 }
@@ -183,7 +221,7 @@ impl RuleTable {
         req: &mut Request<B>,
         host: &str,
         proto: Scheme,
-    ) -> Option<(Decision<'a>, Vec<&'a Upstream>)> {
+    ) -> Option<(Decision<'a>, Vec<Upstream>)> {
         let (rule, entry) = self.select(req)?;
         if let Some(redirect) = &rule.redirect {
             let (status, location) = redirect_location(redirect, entry, req, host, proto);
@@ -195,7 +233,11 @@ impl RuleTable {
         if let Some(rewrite) = &rule.rewrite {
             rewrite_request(rewrite, entry, req);
         }
-        let mirrors = rule.mirrors.iter().filter_map(Backend::endpoint).collect();
+        let mirrors = rule
+            .mirrors
+            .iter()
+            .filter_map(|m| Some(m.endpoints.pick(&[])?.upstream().clone()))
+            .collect();
         Some((Decision::Forward(rule, rule.destination()), mirrors))
     }
 }
@@ -285,6 +327,20 @@ impl CompiledRule {
             total_weight: 0,
             request_timeout: None,
             attempt_timeout: None,
+            retry: rule.retry.as_ref().map(|retry| RetryPolicy {
+                attempts: retry.attempts.unwrap_or(1),
+                codes: retry
+                    .codes
+                    .iter()
+                    .filter_map(|c| StatusCode::from_u16(*c).ok())
+                    .collect(),
+                backoff: retry
+                    .backoff
+                    .as_deref()
+                    .and_then(parse_duration)
+                    .unwrap_or(DEFAULT_BACKOFF),
+                budget: RetryBudget::default(),
+            }),
         };
         compiled.total_weight = compiled.backends.iter().map(|b| b.weight).sum();
         for filter in &rule.filters {
@@ -335,9 +391,11 @@ impl CompiledRule {
             pick -= b.weight;
             false
         });
-        match backend.and_then(Backend::endpoint) {
-            Some(upstream) => Destination::Backend(upstream),
-            None => Destination::Unavailable,
+        match backend {
+            Some(backend) if !backend.endpoints.is_empty() => {
+                Destination::Backend(&backend.endpoints)
+            }
+            _ => Destination::Unavailable,
         }
     }
 

@@ -264,6 +264,32 @@ pub struct BackendRef {
     /// the backend off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// Active HTTP health checks of the backend's endpoints (passive outlier detection
+    /// runs always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// An active health check: `GET <path>` on each endpoint every `interval`; a 2xx or 3xx
+/// answer within `timeout` passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The path asked for (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time between two checks of an endpoint (default `5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time a check may take (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Failed checks in a row that take an endpoint out (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row that bring it back (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
 }
 
 impl BackendRef {
@@ -648,6 +674,38 @@ fn validate_backend(backend: &BackendRef, services: bool, here: &str) -> Result<
             "service",
             "Needs a Service name and a port from 1 to 65535.".into(),
         ));
+    }
+    if let Some(check) = &backend.health_check {
+        let path_ok = check
+            .path
+            .as_deref()
+            .is_none_or(|p| p.starts_with('/') && http::uri::PathAndQuery::try_from(p).is_ok());
+        if !path_ok {
+            return Err(at(
+                "healthCheck.path",
+                "Must be an absolute path (starting with /).".into(),
+            ));
+        }
+        for (field, value) in [("interval", &check.interval), ("timeout", &check.timeout)] {
+            let path = format!("{here}.healthCheck.{field}");
+            if optional_duration(value, &path)?.is_some_and(|d| d.is_zero()) {
+                return Err(RuleError {
+                    path,
+                    message: "Must be longer than 0s.".into(),
+                });
+            }
+        }
+        for (field, value) in [
+            ("unhealthyThreshold", check.unhealthy_threshold),
+            ("healthyThreshold", check.healthy_threshold),
+        ] {
+            if value.is_some_and(|n| !(1..=100).contains(&n)) {
+                return Err(at(
+                    &format!("healthCheck.{field}"),
+                    "Must be from 1 to 100.".into(),
+                ));
+            }
+        }
     }
     Ok(())
 }
