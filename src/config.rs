@@ -265,6 +265,9 @@ pub struct ProxyArgs {
     /// less 256 (each connection may hold an upstream one too); `0` is no limit.
     #[arg(long, env = "CERYX_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    // Shared with the REST API's own command.
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 }
 
 impl ProxyArgs {
@@ -282,9 +285,25 @@ impl ProxyArgs {
             shutdown_timeout: self.shutdown_timeout,
             access_log: self.access_log,
             max_connections: self.max_connections,
+            upstream_deny: self.upstream.upstream_deny.0.clone(),
         }
     }
 }
+
+/// Which upstream addresses are off limits, read by the proxy (which never connects
+/// there) and the REST API (which refuses such targets).
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamArgs {
+    /// Addresses (comma-separated CIDRs) the proxy never connects to, whatever a route
+    /// says: by default the link-local ranges where cloud metadata services answer; empty
+    /// allows every address.
+    #[arg(long, env = "CERYX_UPSTREAM_DENY", default_value = shown!(cidrs_shown(&DEFAULT.upstream_deny)), value_parser = cidr_list)]
+    pub upstream_deny: CidrList,
+}
+
+/// A comma-separated list of CIDR ranges, possibly empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CidrList(pub Vec<IpNet>);
 
 /// A duration as [`seconds`] reads it: a bare number of seconds when whole.
 fn in_seconds(d: Duration) -> String {
@@ -356,6 +375,24 @@ fn cidr(value: &str) -> Result<IpNet, String> {
         .parse::<IpNet>()
         .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+/// CIDR ranges as [`cidr_list`] reads them.
+fn cidrs_shown(nets: &[IpNet]) -> String {
+    nets.iter()
+        .map(IpNet::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Comma-separated CIDRs (or addresses); empty for none.
+fn cidr_list(value: &str) -> Result<CidrList, String> {
+    value
+        .split(',')
+        .filter(|v| !v.trim().is_empty())
+        .map(cidr)
+        .collect::<Result<_, _>>()
+        .map(CidrList)
 }
 
 /// A listen address, or `None` for an empty value (the listener is off).
@@ -454,6 +491,18 @@ mod tests {
             flags.proxy.https_addr,
             Some(SocketAddr::from(([0, 0, 0, 0], 8443)))
         );
+    }
+
+    #[test]
+    fn the_deny_list_reads_cidrs_or_nothing() {
+        let default = cidrs_shown(&DEFAULT.upstream_deny);
+        assert_eq!(cidr_list(&default).unwrap().0, DEFAULT.upstream_deny);
+        assert_eq!(cidr_list(" ").unwrap().0, vec![]);
+        assert_eq!(
+            cidr_list("10.0.0.0/8, 1.2.3.4").unwrap().0,
+            vec![cidr("10.0.0.0/8").unwrap(), cidr("1.2.3.4/32").unwrap()]
+        );
+        assert!(cidr_list("10.0.0.0/8,nope").is_err());
     }
 
     #[test]

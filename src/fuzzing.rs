@@ -28,20 +28,21 @@ pub fn api_route(
     crate::api::input::parse_route(body, path_source)
 }
 
-/// The Redis store's reading of a route from its `GET` (target) and `HGETALL`
-/// (settings) replies; `Ok(None)` when the target key is missing.
+/// The Redis store's reading of a route from its `GET` (target), `HGETALL` (settings)
+/// and `GET` (rules) replies; `Ok(None)` when the target key is missing.
 pub fn redis_route(
     source: &str,
     target: redis::Value,
     settings: redis::Value,
+    rules: redis::Value,
 ) -> Result<Option<Route>, String> {
-    crate::store::redis::parse_route(source, target, settings).map_err(|e| e.to_string())
+    crate::store::redis::parse_route(source, target, settings, rules).map_err(|e| e.to_string())
 }
 
-/// The replies Redis gives (RESP3: a bulk string and a map) for a route once the
-/// store's write script has stored it: the target as is, and the settings hash with the
-/// fields and words `RedisStore::write` passes to `HSET`.
-pub fn redis_written(route: &Route) -> (redis::Value, redis::Value) {
+/// The replies Redis gives (RESP3: a bulk string, a map, a bulk string or nil) for a
+/// route once the store's write script has stored it: the target as is, the settings
+/// hash with the fields and words `RedisStore::write` passes to `HSET`, and the rules.
+pub fn redis_written(route: &Route) -> (redis::Value, redis::Value, redis::Value) {
     let bulk = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
     let settings = &route.settings;
     let mut hash: HashMap<&str, &str> = HashMap::new();
@@ -57,5 +58,9 @@ pub fn redis_written(route: &Route) -> (redis::Value, redis::Value) {
         hash.insert("key_path", path);
     }
     let pairs = hash.into_iter().map(|(k, v)| (bulk(k), bulk(v))).collect();
-    (bulk(&route.target), redis::Value::Map(pairs))
+    let rules = match route.rules.is_empty() {
+        true => redis::Value::Nil,
+        false => bulk(&serde_json::to_string(&route.rules).unwrap_or_default()),
+    };
+    (bulk(&route.target), redis::Value::Map(pairs), rules)
 }

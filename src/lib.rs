@@ -12,4 +12,5 @@ pub mod ops;
 pub mod proxy;
 pub mod route;
 pub mod store;
+pub mod targets;
 pub mod telemetry;

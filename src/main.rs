@@ -2,10 +2,13 @@
 
 use anyhow::Context;
 use ceryx::certificate;
-use ceryx::config::{ApiArgs, ControllerArgs, ListenArgs, OpsArgs, ProxyArgs, StoreArgs};
+use ceryx::config::{
+    ApiArgs, ControllerArgs, ListenArgs, OpsArgs, ProxyArgs, StoreArgs, UpstreamArgs,
+};
 use ceryx::proxy::tls::Certificates;
 use ceryx::proxy::{self, Proxy};
 use ceryx::store::{MemoryStore, RedisStore, RouteStore};
+use ceryx::targets::TargetRules;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +89,8 @@ struct ApiCommand {
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]
+    upstream: UpstreamArgs,
+    #[command(flatten)]
     listen: ListenArgs,
     #[command(flatten)]
     ops: OpsArgs,
@@ -127,8 +132,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(cmd) => {
             let store = prepare(&cmd.store, &cmd.ops).await?;
             let backlog = cmd.listen.listen_backlog;
+            // Targets naming the proxy's own listeners are refused: they would loop.
+            let targets = TargetRules {
+                deny: cmd.proxy.upstream.upstream_deny.0.clone(),
+                listeners: [Some(cmd.proxy.http_addr), cmd.proxy.https_addr]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            };
             let proxy = start_proxy(store.clone(), cmd.proxy, backlog, shutdown.clone()).await?;
-            let api = start_api(store.clone(), cmd.api, backlog, shutdown.clone()).await?;
+            let api = start_api(store.clone(), cmd.api, targets, backlog, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             let (proxy, api) = tokio::join!(proxy, api);
             proxy?;
@@ -144,7 +157,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(cmd) => {
             let store = prepare(&cmd.store, &cmd.ops).await?;
             let backlog = cmd.listen.listen_backlog;
-            let api = start_api(store.clone(), cmd.api, backlog, shutdown.clone()).await?;
+            let targets = TargetRules {
+                deny: cmd.upstream.upstream_deny.0,
+                listeners: Vec::new(),
+            };
+            let api = start_api(store.clone(), cmd.api, targets, backlog, shutdown.clone()).await?;
             start_ops(store, &cmd.ops, shutdown).await?;
             api.await??;
         }
@@ -316,6 +333,7 @@ fn default_certificate(args: &ProxyArgs) -> anyhow::Result<Arc<rustls::ServerCon
 async fn start_api(
     store: Arc<dyn RouteStore>,
     args: ApiArgs,
+    targets: TargetRules,
     backlog: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
@@ -326,7 +344,7 @@ async fn start_api(
     }
     let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, auth = !open, "REST API listening");
-    let router = ceryx::api::router(store, args.api_token);
+    let router = ceryx::api::router(store, args.api_token, targets);
     Ok(tokio::spawn(ceryx::api::serve(listener, router, shutdown)))
 }
 

@@ -517,3 +517,67 @@ async fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{auth:?}");
     }
 }
+
+/// Issue 18, item 14: targets that are not URLs to forward to, that name the proxy's own
+/// listener, or an address in CERYX_UPSTREAM_DENY get a 400 naming `target`, and nothing
+/// is written; the binary's `run` wires both rules. Before, `javascript:alert(1)` was
+/// stored as `http://javascript:alert(1)`.
+#[tokio::test]
+async fn targets_that_cannot_or_must_not_be_forwarded_to_are_refused() {
+    let ceryx = Process::start("run", &[]).await;
+    let client = TestClient::default();
+    let own = format!("http://127.0.0.1:{}", ceryx.addr.port());
+    let own_by_name = format!("localhost:{}/x", ceryx.addr.port());
+    let refused = [
+        ("javascript:alert(1)", "port from 1 to 65535"),
+        ("data:text/plain,hi", "port from 1 to 65535"),
+        ("http://x.test:99999", "port from 1 to 65535"),
+        ("http://x.test:-1", "port from 1 to 65535"),
+        (own.as_str(), "own listener"),
+        (own_by_name.as_str(), "own listener"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "CERYX_UPSTREAM_DENY",
+        ),
+        ("http://[fd00:ec2::254]/", "CERYX_UPSTREAM_DENY"),
+    ];
+    for (target, why) in refused {
+        let body = format!(r#"{{"source": "bad.test", "target": "{target}"}}"#);
+        let reply = client
+            .send(ceryx.api, Request::post("/api/routes"), body)
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{target}");
+        let message = reply.json()["errors"]["target"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(why), "{target}: {message}");
+    }
+    let listed = client
+        .send(ceryx.api, Request::get("/api/routes"), "")
+        .await;
+    assert_eq!(listed.json(), serde_json::json!([]), "nothing was written");
+
+    // A redirect's target is only sent to the client; another port of this machine is
+    // another server.
+    let redirect =
+        format!(r#"{{"source": "r.test", "target": "{own}", "settings": {{"mode": "redirect"}}}}"#);
+    let other = format!(
+        r#"{{"source": "o.test", "target": "http://127.0.0.1:{}"}}"#,
+        free_port()
+    );
+    for body in [redirect, other] {
+        let reply = client
+            .send(ceryx.api, Request::post("/api/routes"), body)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+
+    // An empty CERYX_UPSTREAM_DENY allows every address; the listener rule stays.
+    let open = Process::start("run", &[("CERYX_UPSTREAM_DENY", String::new())]).await;
+    let metadata = r#"{"source": "m.test", "target": "http://169.254.169.254/"}"#;
+    let reply = client
+        .send(open.api, Request::post("/api/routes"), metadata)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+}

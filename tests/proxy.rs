@@ -1005,3 +1005,176 @@ async fn an_absolute_form_request_is_forwarded_with_the_host_it_was_routed_by() 
     assert_eq!(echoed["name"], "a");
     assert_eq!(echoed["headers"]["host"], serde_json::json!(["a.test"]));
 }
+
+/// An upstream on 127.0.0.1 that reads one request head, then writes `answer` and keeps
+/// the connection open, saying nothing more; the receiver reports when the proxy closes
+/// its side (the upstream connection dropped).
+async fn raw_upstream(
+    answer: &'static [u8],
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, on_close) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the proxy closed before sending its request");
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(answer).await.unwrap();
+        // Bounded: the test gives up long before.
+        let _ = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf)).await;
+        let _ = closed.send(());
+    });
+    (addr, on_close)
+}
+
+/// Sends a GET for `host` and reads the answer until the proxy closes the connection or
+/// `limit` passes; the bytes read, and whether it closed in time.
+async fn read_until_closed(
+    proxy: std::net::SocketAddr,
+    host: &str,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let mut conn = TcpStream::connect(proxy).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(limit, conn.read_to_end(&mut answer)).await;
+    (answer, closed.ok().map(|_| started.elapsed()))
+}
+
+/// Issue 18, item 4: an upstream that stops mid-body is cut after the response timeout
+/// (nginx's `proxy_read_timeout`, which runs between two reads): the client's response
+/// ends short of its length, never as if complete, and the upstream connection is
+/// dropped. Before, the client was held for as long as the upstream kept still.
+#[tokio::test]
+async fn a_body_stalled_by_its_upstream_is_cut_after_the_response_timeout() {
+    let store: std::sync::Arc<dyn RouteStore> =
+        std::sync::Arc::new(ceryx::store::MemoryStore::default());
+    let (length, length_closed) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789").await;
+    let (chunked, chunked_closed) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+            .await;
+    store
+        .put(&route("length.test", &format!("http://{length}")))
+        .await
+        .unwrap();
+    store
+        .put(&route("chunked.test", &format!("http://{chunked}")))
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(1);
+    let args = ceryx::proxy::Config {
+        upstream_response_timeout: timeout,
+        ..test_args()
+    };
+    let proxy = RunningProxy::start(store, args).await;
+
+    for (host, upstream_closed) in [
+        ("length.test", length_closed),
+        ("chunked.test", chunked_closed),
+    ] {
+        let (answer, held) = read_until_closed(proxy.addr, host, Duration::from_secs(10)).await;
+        let held = held.unwrap_or_else(|| panic!("{host}: client still held after 10 s"));
+        eprintln!("{host}: a stalled body held the client {held:?} (response timeout {timeout:?})");
+        assert!(
+            held >= timeout && held < timeout * 4,
+            "{host}: held {held:?}"
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200"), "{host}: {text}");
+        assert!(
+            text.contains("0123456789"),
+            "{host}: the part sent reaches the client"
+        );
+        // Never complete-looking: 10 of 100 bytes, or a chunked body with no last chunk.
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        if host == "length.test" {
+            assert_eq!(body, "0123456789", "{host}");
+        } else {
+            assert!(
+                !body.contains("\r\n0\r\n\r\n"),
+                "{host}: ended as if whole: {body:?}"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(5), upstream_closed)
+            .await
+            .unwrap_or_else(|_| panic!("{host}: the upstream connection was kept"))
+            .unwrap();
+    }
+}
+
+/// Issue 18, item 6: an upstream's `Content-Length` beside `Transfer-Encoding` is removed
+/// (RFC 9112 §6.3); the body comes whole. Before, the client got `content-length: 5` and
+/// `hello` of a 12-byte chunked body.
+#[tokio::test]
+async fn content_length_beside_transfer_encoding_is_not_passed_on() {
+    let store: std::sync::Arc<dyn RouteStore> =
+        std::sync::Arc::new(ceryx::store::MemoryStore::default());
+    let (upstream, _closed) = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nc\r\nhello world!\r\n0\r\n\r\n",
+    )
+    .await;
+    store
+        .put(&route("te.test", &format!("http://{upstream}")))
+        .await
+        .unwrap();
+    let proxy = RunningProxy::start(store, test_args()).await;
+    let reply = TestClient::default().get(proxy.addr, "te.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_ne!(
+        reply.headers.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
+    assert_eq!(reply.body, "hello world!");
+}
+
+/// Issue 18, item 14: the proxy never connects to an address in CERYX_UPSTREAM_DENY,
+/// whether the route names it (checked before connecting) or a name resolves to it
+/// (checked on the address connected to); the client gets 502 and the upstream no request.
+#[tokio::test]
+async fn denied_upstream_addresses_are_never_forwarded_to() {
+    let store: std::sync::Arc<dyn RouteStore> =
+        std::sync::Arc::new(ceryx::store::MemoryStore::default());
+    let upstream = Upstream::start("secret").await;
+    let port = upstream.addr.port();
+    store
+        .put(&route("literal.test", &upstream.url()))
+        .await
+        .unwrap();
+    store
+        .put(&route("name.test", &format!("http://localhost:{port}")))
+        .await
+        .unwrap();
+    let args = ceryx::proxy::Config {
+        upstream_deny: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        ..test_args()
+    };
+    let denying = RunningProxy::start(store.clone(), args).await;
+    let client = TestClient::default();
+    for host in ["literal.test", "name.test"] {
+        let reply = client.get(denying.addr, host, "/").await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{host}");
+    }
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The literal was refused before any connection; the name after its connect only.
+    assert!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            <= 1
+    );
+
+    // The default list leaves loopback alone.
+    let default = RunningProxy::start(store, test_args()).await;
+    assert_eq!(
+        client.get(default.addr, "name.test", "/").await.status,
+        StatusCode::OK
+    );
+}

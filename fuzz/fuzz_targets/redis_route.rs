@@ -74,12 +74,18 @@ struct Input {
     source: String,
     target: Reply,
     settings: Reply,
+    rules: Reply,
 }
 
 fuzz_target!(|input: Input| {
     let target = input.target.value(0);
     let missing = target == Value::Nil;
-    let Ok(route) = redis_route(&input.source, target, input.settings.value(0)) else {
+    let Ok(route) = redis_route(
+        &input.source,
+        target,
+        input.settings.value(0),
+        input.rules.value(0),
+    ) else {
         return;
     };
     let Some(route) = route else {
@@ -97,7 +103,7 @@ fuzz_target!(|input: Input| {
             "{route:?}"
         );
     }
-    let (target, settings) = redis_written(&route);
-    let again = redis_route(&route.source, target, settings);
+    let (target, settings, rules) = redis_written(&route);
+    let again = redis_route(&route.source, target, settings, rules);
     assert_eq!(again.as_ref(), Ok(&Some(route.clone())), "{input:?}");
 });

@@ -3,7 +3,7 @@
 //! reported per field instead of a 500. Only the JSON shapes are judged here; what a
 //! valid source, target or mode is, [`crate::route`] decides.
 
-use crate::route::{Route, RouteError, Settings, normalize_source, validate_target};
+use crate::route::{Route, RouteError, Rule, Settings, normalize_source, rules, validate_target};
 use serde_json::{Map, Value};
 
 /// Field name → what is wrong with it (`settings` nests its own map).
@@ -30,14 +30,16 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
     let target = string(fields.get("target"))
         .and_then(|t| validate_target(&t.ok_or(REQUIRED)?).map_err(|e| refusal(&e)));
     let settings = parse_settings(fields.get("settings"));
+    let rules = parse_rules(fields.get("rules"));
 
-    match (source, target, settings) {
-        (Ok(source), Ok(target), Ok(settings)) => Ok(Route {
+    match (source, target, settings, rules) {
+        (Ok(source), Ok(target), Ok(settings), Ok(rules)) => Ok(Route {
             source,
             target,
             settings,
+            rules,
         }),
-        (source, target, settings) => {
+        (source, target, settings, rules) => {
             if let Err(e) = source {
                 errors.insert("source".into(), e.into());
             }
@@ -46,6 +48,9 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
             }
             if let Err(e) = settings {
                 errors.insert("settings".into(), e);
+            }
+            if let Err(e) = rules {
+                errors.insert("rules".into(), e.into());
             }
             Err(errors)
         }
@@ -63,7 +68,9 @@ fn refusal(error: &RouteError) -> &'static str {
         RouteError::InvalidSource(_) => {
             "Must be a host name, a *.suffix pattern or $wildcard, at most 253 characters."
         }
-        RouteError::InvalidTarget(_) => "Must be an http:// or https:// URL with a host.",
+        RouteError::InvalidTarget(_) => {
+            "Must be an http:// or https:// URL with a host name or IP address and, if given, a port from 1 to 65535."
+        }
         RouteError::InvalidMode(_) => "Must be one of: proxy, redirect.",
     }
 }
@@ -130,6 +137,22 @@ fn parse_settings(value: Option<&Value>) -> Result<Settings, Value> {
     } else {
         Err(Value::Object(errors))
     }
+}
+
+/// The routing rules (ours): strict JSON in the HTTPRoute shape, then [`rules::validate`];
+/// the message names the field by its path (`rules[0].matches[0].path.type: ...`).
+fn parse_rules(value: Option<&Value>) -> Result<Vec<Rule>, String> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(value) => value.clone(),
+    };
+    let rules: Vec<Rule> = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        format!("rules{path}: {}", e.into_inner())
+    })?;
+    rules::validate(&rules, false).map_err(|e| e.to_string())?;
+    Ok(rules)
 }
 
 /// Ceryx's non-strict booleans: `true`/`false`, 1/0, and the strings "true", "false",

@@ -8,8 +8,9 @@ mod reply;
 
 pub use reply::ApiError;
 
-use crate::route::{Route, normalize_source};
+use crate::route::{Mode, Route, Upstream, normalize_source};
 use crate::store::RouteStore;
+use crate::targets::TargetRules;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -30,14 +31,16 @@ const MAX_BODY: usize = 64 * 1024;
 struct Api {
     store: Arc<dyn RouteStore>,
     token: Option<Arc<str>>,
+    targets: Arc<TargetRules>,
 }
 
 /// The API's routes over `store`; with `token`, every call but the probes needs
-/// `Authorization: Bearer <token>`.
-pub fn router(store: Arc<dyn RouteStore>, token: Option<String>) -> Router {
+/// `Authorization: Bearer <token>`. Routes whose target `targets` refuses are refused.
+pub fn router(store: Arc<dyn RouteStore>, token: Option<String>, targets: TargetRules) -> Router {
     let api = Api {
         store,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        targets: Arc::new(targets),
     };
     let collection = get(list).post(create);
     let item = get(read).put(update).delete(remove);
@@ -109,6 +112,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = reply::route_from(body, None)?;
+    check_target(&api, &route)?;
     api.store.put(&route).await.map_err(ApiError::write)?;
     Ok(json(StatusCode::CREATED, &route))
 }
@@ -126,6 +130,7 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = reply::route_from(body, Some(&source))?;
+    check_target(&api, &route)?;
     api.store.put(&route).await.map_err(ApiError::write)?;
     Ok(json(StatusCode::OK, &route))
 }
@@ -142,6 +147,23 @@ async fn remove(State(api): State<Api>, Path(source): Path<String>) -> Result<Re
         api.store.delete(&source).await.map_err(ApiError::write)?;
     }
     Ok(reply::no_content())
+}
+
+/// Refuses a proxied route whose target the rules refuse (a redirect's target is only
+/// sent to the client).
+fn check_target(api: &Api, route: &Route) -> Result<(), ApiError> {
+    if route.settings.mode == Mode::Redirect {
+        return Ok(());
+    }
+    let refusal = Upstream::parse(&route.target)
+        .ok()
+        .and_then(|target| api.targets.refusal(&target));
+    match refusal {
+        Some(why) => Err(ApiError::Invalid(
+            [("target".to_owned(), why.into())].into_iter().collect(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The route for a source as normalised, else as stored verbatim by another tool.

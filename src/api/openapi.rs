@@ -134,7 +134,7 @@ fn spec() -> Value {
                         Booleans may also be \"true\"/\"false\"/\"on\"/\"off\"/\"1\"/\"0\"/1/0; nulls and a missing `settings` mean defaults; unknown fields are ignored.",
                     "properties": {
                         "source": {"type": "string", "maxLength": 253, "description": "Host name, *.suffix pattern or $wildcard"},
-                        "target": {"type": "string"},
+                        "target": {"type": "string", "description": "http:// or https:// URL with a host name or IP address and an optional port (1-65535). Refused: addresses in CERYX_UPSTREAM_DENY and, in `ceryx run`, the proxy's own listener."},
                         "settings": {
                             "type": "object", "nullable": true,
                             "properties": {

@@ -8,6 +8,7 @@
 //! The table knows which wildcard routes exist (re-read every TTL), so an unknown host
 //! costs the store the same however many labels it has.
 
+use super::routing::RuleTable;
 use crate::certificate::Slot;
 use crate::route::{Route, Upstream, WILDCARD};
 use crate::store::{CertificatePem, Change, Progress, RouteStore, StoreError, Subscription};
@@ -33,6 +34,8 @@ pub struct Resolved {
     pub route: Route,
     /// The parsed target, or `None` when the stored target cannot be forwarded to.
     pub upstream: Option<Upstream>,
+    /// The route's rules, compiled; `None` for a route without rules.
+    pub(crate) rules: Option<RuleTable>,
     metrics: OnceLock<RouteMetrics>,
     certificate: Slot,
 }
@@ -405,6 +408,17 @@ impl RouteCache {
         let now = Instant::now();
         let raced = self.epoch.load(Ordering::SeqCst) != epoch || self.notices.sent() != sent;
         let fresh_until = if !raced { now + self.ttl } else { now };
+        // Rules are compiled (regular expressions and all) before the table is locked.
+        let routes: Vec<_> = routes
+            .into_iter()
+            .map(|route| {
+                route.map(|route| {
+                    let rules = (!route.rules.is_empty())
+                        .then(|| RuleTable::new(&route.source, &route.rules));
+                    (route, rules)
+                })
+            })
+            .collect();
         let mut table = self.write();
         table.sweep_negative();
         for (key, route) in keys.iter().zip(routes) {
@@ -413,9 +427,10 @@ impl RouteCache {
                 continue;
             }
             let previous = table.entries.get(*key).and_then(|e| e.route.as_ref());
-            let route = route.map(|route| {
+            let route = route.map(|(route, rules)| {
                 Arc::new(Resolved {
                     upstream: Upstream::parse(&route.target).ok(),
+                    rules,
                     route,
                     metrics: OnceLock::new(),
                     certificate: Slot::after(previous.map(|p| p.certificate())),

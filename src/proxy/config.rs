@@ -30,6 +30,8 @@ pub struct Config {
     /// in the listen backlog); `None` derives it from the open-file limit, `Some(0)` is
     /// no limit.
     pub max_connections: Option<usize>,
+    /// Addresses the proxy never connects to (`CERYX_UPSTREAM_DENY`).
+    pub upstream_deny: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             access_log: true,
             max_connections: None,
+            upstream_deny: crate::targets::DEFAULT_DENY.to_vec(),
         }
     }
 }

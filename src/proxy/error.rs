@@ -22,12 +22,20 @@ pub(crate) enum ProxyError {
     /// The client stopped sending its request body.
     #[error("the request body stalled")]
     ClientTimeout,
-    /// The upstream refused, could not be resolved, or broke the exchange.
+    /// The upstream broke the exchange.
     #[error("upstream unavailable: {0}")]
     BadGateway(String),
+    /// No connection to the upstream: refused, unresolvable or denied. The request
+    /// never went out.
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
     /// The upstream did not connect or answer in time.
     #[error("upstream timed out")]
     GatewayTimeout,
+    /// The matching rule has no backend to send to (every weight 0, or no usable
+    /// endpoint): 500, as the Gateway API says.
+    #[error("no backend is available for this request")]
+    NoBackend,
     /// The request came back to this proxy: its route points at the proxy itself.
     #[error("the request looped back to this proxy")]
     LoopDetected,
@@ -42,16 +50,19 @@ impl ProxyError {
             ProxyError::StoreUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
+            ProxyError::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// What the client is told; upstream error details stay in the log.
     fn public_message(&self) -> String {
         match self {
-            ProxyError::BadGateway(_) => "The upstream server could not be reached.".into(),
+            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) => {
+                "The upstream server could not be reached.".into()
+            }
             other => {
                 let mut message = other.to_string();
                 if let Some(first) = message.get_mut(..1) {

@@ -1,12 +1,16 @@
 //! Forwarding to upstreams: one pooled keep-alive client per process, streaming bodies
 //! both ways, and upgraded connections (WebSocket and the like) tunnelled.
 
-use super::body::{BadBody, Body, Progress, RequestBody, TooLarge, full};
+use super::Config;
+use super::body::{BadBody, Body, Progress, RequestBody, ResponseBody, TooLarge, Unsent, full};
+use super::connect::GuardedConnector;
+use super::endpoints::{EndpointSet, Outcome};
 use super::error::ProxyError;
 use super::headers;
+use super::routing::RetryPolicy;
 use super::scheme::Scheme;
 use crate::route::Upstream;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -29,6 +33,9 @@ use tokio_util::task::TaskTracker;
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
+/// Most mirrored requests in flight at once.
+const MIRRORS_IN_FLIGHT: usize = 256;
+
 /// Why the upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -37,16 +44,27 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
 }
 
+/// Where a request goes.
+pub(crate) enum Via<'a> {
+    /// One upstream: a route's target.
+    Upstream(&'a Upstream),
+    /// A rule's backend: an endpoint chosen per attempt, retried as the policy says.
+    Endpoints(&'a Arc<EndpointSet>, Option<&'a RetryPolicy>),
+}
+
 /// Per-request facts the forwarder needs besides the request itself.
 pub(crate) struct Forward<'a> {
-    /// Where the route points.
-    pub(crate) upstream: &'a Upstream,
+    /// Where the request goes.
+    pub(crate) via: Via<'a>,
     /// The client's address.
     pub(crate) client_ip: IpAddr,
     /// The scheme the client used.
     pub(crate) proto: Scheme,
     /// Largest request body allowed, 0 for no limit.
     pub(crate) max_body: u64,
+    /// Time for the response head, instead of `CERYX_UPSTREAM_RESPONSE_TIMEOUT` (a
+    /// rule's `backendRequest`).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What forwarding one request gave: the answer, and what was measured on the way, for
@@ -71,38 +89,35 @@ struct Prepared {
 
 /// Sends requests upstream and tunnels upgraded connections.
 pub(crate) struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: Client<HttpsConnector<GuardedConnector>, Body>,
     response_timeout: Duration,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
+    mirrors: Arc<tokio::sync::Semaphore>,
 }
 
 impl Forwarder {
-    /// A forwarder with its connection pool; `verify` checks `https://` targets against
-    /// the system's root certificates.
-    pub(crate) fn new(
-        connect_timeout: Duration,
-        response_timeout: Duration,
-        verify: bool,
-    ) -> Result<Forwarder, ClientError> {
+    /// A forwarder with its connection pool, with the upstream settings of `config`.
+    pub(crate) fn new(config: &Config) -> Result<Forwarder, ClientError> {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(config.upstream_connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(verify)?)
+            .with_tls_config(tls_config(config.upstream_tls_verify)?)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(GuardedConnector::new(http, &config.upstream_deny));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Forwarder {
             client,
-            response_timeout,
+            response_timeout: config.upstream_response_timeout,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
+            mirrors: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
         })
     }
 
@@ -110,18 +125,17 @@ impl Forwarder {
     /// the body up and the answer back, and tunnels an accepted upgrade.
     pub(crate) async fn forward(&self, req: Request<Incoming>, to: Forward<'_>) -> Forwarded {
         let started = Instant::now();
-        let prepared = match prepare(req, &to) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                return Forwarded {
-                    response: Err(e),
-                    upstream: started.elapsed(),
-                    uploaded: None,
-                };
-            }
+        let timeout = to.timeout.unwrap_or(self.response_timeout);
+        let (response, uploaded) = match to.via {
+            Via::Upstream(upstream) => match prepare(req, &to, upstream, None) {
+                Ok(prepared) => {
+                    let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+                    (self.send(prepared, to.max_body, timeout).await, uploaded)
+                }
+                Err(e) => (Err(e), None),
+            },
+            Via::Endpoints(set, retry) => self.balanced(req, &to, set, retry, timeout).await,
         };
-        let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
-        let response = self.send(prepared, to.max_body).await;
         Forwarded {
             response,
             upstream: started.elapsed(),
@@ -129,7 +143,110 @@ impl Forwarder {
         }
     }
 
-    async fn send(&self, prepared: Prepared, max_body: u64) -> Result<Response<Body>, ProxyError> {
+    /// Sends a request to an endpoint of `set`, each attempt's outcome teaching the set
+    /// (latency, ejection), and retries on another endpoint what the policy allows and
+    /// can be sent again: a connection that failed before the request went out always;
+    /// a retried status for idempotent methods, or when the body came back unread. Each
+    /// retry is taken from the rule's budget, and waits its backoff first.
+    async fn balanced(
+        &self,
+        req: Request<Incoming>,
+        to: &Forward<'_>,
+        set: &Arc<EndpointSet>,
+        retry: Option<&RetryPolicy>,
+        timeout: Duration,
+    ) -> (Result<Response<Body>, ProxyError>, Option<Arc<AtomicU64>>) {
+        let Some(mut picked) = set.pick(&[]) else {
+            return (Err(ProxyError::NoBackend), None);
+        };
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let path = retry.map(|_| {
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned()
+        });
+        let unsent: Option<Unsent> = retry.map(|_| Arc::default());
+        let mut prepared = match prepare(req, to, picked.upstream(), unsent.clone()) {
+            Ok(prepared) => prepared,
+            Err(e) => return (Err(e), None),
+        };
+        let retry = retry.filter(|r| r.attempts > 0 && prepared.upgrade.is_none());
+        if let Some(policy) = retry {
+            policy.budget.deposit();
+        }
+        let replay = retry.map(|_| Replay {
+            method: prepared.request.method().clone(),
+            headers: prepared.request.headers().clone(),
+            path: path.unwrap_or_default(),
+            body: prepared
+                .progress
+                .is_some()
+                .then(|| unsent.unwrap_or_default()),
+        });
+        let mut tried = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+            let index = picked.index();
+            let sent_at = Instant::now();
+            let result = self.send(prepared, to.max_body, timeout).await;
+            let latency = sent_at.elapsed();
+            match &result {
+                Ok(response) => picked.finish(Outcome::response(response.status(), latency)),
+                Err(ProxyError::Unreachable(_)) => picked.finish(Outcome::ConnectFailure),
+                Err(ProxyError::BadGateway(_) | ProxyError::GatewayTimeout) => {
+                    picked.finish(Outcome::Failure5xx { latency })
+                }
+                // The client's doing (a body too large or broken): not the endpoint's.
+                Err(_) => drop(picked),
+            }
+            let (Some(policy), Some(replay)) = (retry, &replay) else {
+                return (result, uploaded);
+            };
+            let status = match &result {
+                Ok(response) => response.status(),
+                Err(e) => e.status(),
+            };
+            let retryable = match &result {
+                Err(ProxyError::Unreachable(_)) => true,
+                _ => policy.codes.contains(&status) && (idempotent || replay.body.is_some()),
+            };
+            if !retryable || attempt >= policy.attempts || !replay.can_resend() {
+                return (result, uploaded);
+            }
+            if !policy.budget.withdraw() {
+                tracing::debug!("retry budget spent: not retried");
+                return (result, uploaded);
+            }
+            attempt += 1;
+            tried.push(index);
+            tokio::time::sleep(policy.backoff * 2u32.saturating_pow(attempt - 1)).await;
+            let Some(next) = set.pick(&tried).or_else(|| set.pick(&[])) else {
+                return (result, uploaded);
+            };
+            picked = next;
+            prepared = match replay.prepare(picked.upstream(), to.max_body) {
+                Some(prepared) => prepared,
+                None => return (result, uploaded),
+            };
+        }
+    }
+
+    async fn send(
+        &self,
+        prepared: Prepared,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Result<Response<Body>, ProxyError> {
         let Prepared {
             request,
             progress,
@@ -138,10 +255,10 @@ impl Forwarder {
         let sent = self.client.request(request);
         let result = match progress {
             // No body to wait for (GET and the like): only the response timeout applies.
-            None => tokio::time::timeout(self.response_timeout, sent)
+            None => tokio::time::timeout(timeout, sent)
                 .await
                 .map_err(|_| ProxyError::GatewayTimeout)?,
-            Some(progress) => self.after_upload(sent, progress).await?,
+            Some(progress) => after_upload(sent, progress, timeout).await?,
         };
         let mut response = result.map_err(|e| classify(&e, max_body))?;
 
@@ -157,37 +274,50 @@ impl Forwarder {
             headers::set_upgrade(response.headers_mut(), protocol);
             return Ok(response.map(|_| full("")));
         }
+        // The body was framed by its Transfer-Encoding; a Content-Length beside it is
+        // wrong by definition and must not be passed on (RFC 9112 §6.3), or the client
+        // reads a complete-looking part.
+        if response.headers().contains_key(header::TRANSFER_ENCODING) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         headers::remove_hop_by_hop(response.headers_mut());
-        Ok(response.map(|body| body.map_err(Into::into).boxed()))
+        let idle = self.response_timeout;
+        Ok(response.map(|body| ResponseBody::new(body, idle).boxed()))
     }
 
-    /// Waits for the response of a request with a body. The response timeout runs from
-    /// the moment the whole body is sent (or the upstream answers early), so slow uploads
-    /// are not taken for slow upstreams; an upload that stalls for as long is cut (nginx
-    /// `client_body_timeout`).
-    async fn after_upload<F: Future>(
+    /// Sends a copy of a request's head (its body is not copied) to `to`, and forgets
+    /// it: the answer is dropped, a failure only logged at debug level. At most
+    /// [`MIRRORS_IN_FLIGHT`] at once; beyond that, copies are skipped, so a slow mirror
+    /// never holds the proxy's memory or file descriptors.
+    pub(crate) fn mirror<B>(
         &self,
-        sent: F,
-        mut progress: Progress,
-    ) -> Result<F::Output, ProxyError> {
-        tokio::pin!(sent);
-        let mut last_received = 0;
-        loop {
-            tokio::select! {
-                response = &mut sent => return Ok(response),
-                _ = &mut progress.sent => break,
-                _ = tokio::time::sleep(self.response_timeout) => {
-                    let received = progress.received.load(Ordering::Relaxed);
-                    if received == last_received {
-                        return Err(ProxyError::ClientTimeout);
-                    }
-                    last_received = received;
-                }
+        req: &Request<B>,
+        to: &Upstream,
+        client_ip: IpAddr,
+        proto: Scheme,
+    ) {
+        let Ok(permit) = self.mirrors.clone().try_acquire_owned() else {
+            return tracing::debug!("mirror skipped: too many in flight");
+        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = to.uri_for(path) else { return };
+        let mut copy = Request::new(full(""));
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = uri;
+        *copy.headers_mut() = req.headers().clone();
+        let headers = copy.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        headers.remove(header::CONTENT_LENGTH);
+        headers::set_forwarding(headers, client_ip, proto);
+        let (client, timeout) = (self.client.clone(), self.response_timeout);
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, client.request(copy)).await {
+                Ok(Ok(response)) => drop(response.into_body().collect().await),
+                Ok(Err(e)) => tracing::debug!(error = %e, "mirror failed"),
+                Err(_) => tracing::debug!("mirror timed out"),
             }
-        }
-        tokio::time::timeout(self.response_timeout, sent)
-            .await
-            .map_err(|_| ProxyError::GatewayTimeout)
+        });
     }
 
     fn spawn_tunnel(&self, client: OnUpgrade, upstream: OnUpgrade) {
@@ -223,17 +353,88 @@ impl Forwarder {
     }
 }
 
+/// Waits for the response of a request with a body. The response timeout runs from the
+/// moment the whole body is sent (or the upstream answers early), so slow uploads are not
+/// taken for slow upstreams; an upload that stalls for as long is cut (nginx
+/// `client_body_timeout`).
+async fn after_upload<F: Future>(
+    sent: F,
+    mut progress: Progress,
+    timeout: Duration,
+) -> Result<F::Output, ProxyError> {
+    tokio::pin!(sent);
+    let mut last_received = 0;
+    loop {
+        tokio::select! {
+            response = &mut sent => return Ok(response),
+            _ = &mut progress.sent => break,
+            _ = tokio::time::sleep(timeout) => {
+                let received = progress.received.load(Ordering::Relaxed);
+                if received == last_received {
+                    return Err(ProxyError::ClientTimeout);
+                }
+                last_received = received;
+            }
+        }
+    }
+    tokio::time::timeout(timeout, sent)
+        .await
+        .map_err(|_| ProxyError::GatewayTimeout)
+}
+
+/// What a retry needs: the request head as prepared, and the body while it is unread.
+struct Replay {
+    method: Method,
+    headers: http::HeaderMap,
+    path: String,
+    /// For a request with a body: where an attempt that did not read it gives it back.
+    body: Option<Unsent>,
+}
+
+impl Replay {
+    /// Whether the request can go out again: it has no body, or its body came back.
+    fn can_resend(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_none_or(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+    }
+
+    /// The request again, for `upstream`; `None` when its body was read after all.
+    fn prepare(&self, upstream: &Upstream, max_body: u64) -> Option<Prepared> {
+        let mut request = Request::new(full(""));
+        let mut progress = None;
+        if let Some(slot) = &self.body {
+            let body = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+            let (body, followed) = RequestBody::new(body, max_body);
+            *request.body_mut() = body.give_back_to(slot.clone()).boxed();
+            progress = followed;
+        }
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = upstream.uri_for(&self.path).ok()?;
+        *request.headers_mut() = self.headers.clone();
+        Some(Prepared {
+            request,
+            progress,
+            upgrade: None,
+        })
+    }
+}
+
 /// The request as its upstream gets it: hop-by-hop headers dropped, forwarding ones set,
 /// the body held to the limit, and an upgrade's client side taken.
-fn prepare(mut req: Request<Incoming>, to: &Forward<'_>) -> Result<Prepared, ProxyError> {
+fn prepare(
+    mut req: Request<Incoming>,
+    to: &Forward<'_>,
+    upstream: &Upstream,
+    unsent: Option<Unsent>,
+) -> Result<Prepared, ProxyError> {
     let upgrade = match req.version() {
         Version::HTTP_11 => headers::upgrade_protocol(req.headers()),
         _ => None,
     };
     let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = to
-        .upstream
+    let uri = upstream
         .uri_for(path)
         .map_err(|_| ProxyError::BadRequest("The request URI cannot be forwarded."))?;
 
@@ -245,7 +446,10 @@ fn prepare(mut req: Request<Incoming>, to: &Forward<'_>) -> Result<Prepared, Pro
     headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let (body, progress) = RequestBody::new(body, to.max_body);
+    let (mut body, progress) = RequestBody::new(body, to.max_body);
+    if let Some(slot) = unsent {
+        body = body.give_back_to(slot);
+    }
     Ok(Prepared {
         request: Request::from_parts(parts, body.boxed()),
         progress,
@@ -273,6 +477,10 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyEr
         }
         detail.push(e.to_string());
         source = e.source();
+    }
+    // Refused, unresolvable, denied: the request never went out, so it may be retried.
+    if error.is_connect() {
+        return ProxyError::Unreachable(detail.join(": "));
     }
     ProxyError::BadGateway(detail.join(": "))
 }

@@ -8,12 +8,17 @@ mod access_log;
 mod body;
 pub mod cache;
 mod config;
+mod connect;
+mod endpoints;
 mod error;
 mod forward;
 mod header_deadline;
 mod headers;
+mod health;
 mod limit;
 mod observe;
+mod retry_budget;
+mod routing;
 mod scheme;
 mod server;
 pub mod tls;
@@ -27,11 +32,12 @@ use crate::store::RouteStore;
 use access_log::AccessLog;
 use body::Body;
 use error::ProxyError;
-use forward::{Forward, Forwarder};
+use forward::{Forward, Forwarder, Via};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use limit::Limit;
 use observe::{Exchange, Observed};
+use routing::{Decision, Destination};
 use scheme::Scheme;
 use server::{Handler, Timeouts};
 use std::net::SocketAddr;
@@ -106,11 +112,7 @@ impl Proxy {
     pub fn new(store: Arc<dyn RouteStore>, config: Config) -> Result<Arc<Proxy>, ClientError> {
         let notices = store.subscribe();
         let cache = RouteCache::new(store, notices, config.cache_ttl);
-        let forwarder = Forwarder::new(
-            config.upstream_connect_timeout,
-            config.upstream_response_timeout,
-            config.upstream_tls_verify,
-        )?;
+        let forwarder = Forwarder::new(&config)?;
         Ok(Arc::new(Proxy {
             cache,
             loop_marker: headers::loop_marker(),
@@ -139,7 +141,7 @@ impl Proxy {
             Err(e) => {
                 let (method, uri) = (exchange.method(), exchange.uri());
                 match &e {
-                    ProxyError::BadGateway(detail) => {
+                    ProxyError::BadGateway(detail) | ProxyError::Unreachable(detail) => {
                         tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")
                     }
                     other => {
@@ -193,12 +195,36 @@ impl Proxy {
         let settings = &resolved.route.settings;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         if settings.enforce_https && proto == Scheme::Http {
-            return Ok(redirect(&format!("https://{host}{path}")));
+            return Ok(redirect(MOVED, &format!("https://{host}{path}")));
         }
         if settings.mode == Mode::Redirect {
-            return Ok(redirect(&redirect_location(&resolved.route.target, path)));
+            return Ok(redirect(
+                MOVED,
+                &redirect_location(&resolved.route.target, path),
+            ));
         }
-        let Some(upstream) = &resolved.upstream else {
+        let mut via = resolved.upstream.as_ref().map(Via::Upstream);
+        let mut rule = None;
+        if let Some(rules) = &resolved.rules
+            && let Some((decision, mirrors)) = rules.apply(&mut req, &host, proto)
+        {
+            let (matched, destination) = match decision {
+                Decision::Redirect(status, location) => return Ok(redirect(status, &location)),
+                Decision::Forward(matched, destination) => (matched, destination),
+            };
+            match destination {
+                Destination::Target => {}
+                Destination::Backend(set) => {
+                    via = Some(Via::Endpoints(set, matched.retry.as_ref()))
+                }
+                Destination::Unavailable => return Err(ProxyError::NoBackend),
+            }
+            for mirror in &mirrors {
+                self.forwarder.mirror(&req, mirror, peer.ip(), proto);
+            }
+            rule = Some(matched);
+        }
+        let Some(via) = via else {
             return Err(ProxyError::BadGateway(format!(
                 "route {} has an invalid target {:?}",
                 resolved.route.source, resolved.route.target
@@ -216,14 +242,29 @@ impl Proxy {
         req.headers_mut()
             .append(headers::CDN_LOOP, self.loop_marker.clone());
         let to = Forward {
-            upstream,
+            via,
             client_ip: peer.ip(),
             proto,
             max_body,
+            timeout: rule.and_then(|r| r.attempt_timeout),
         };
-        let forwarded = self.forwarder.forward(req, to).await;
+        let forwarding = self.forwarder.forward(req, to);
+        let forwarded = match rule.and_then(|r| r.request_timeout) {
+            None => forwarding.await,
+            Some(limit) => match tokio::time::timeout(limit, forwarding).await {
+                Ok(forwarded) => forwarded,
+                Err(_) => {
+                    exchange.forwarded(limit, None);
+                    return Err(ProxyError::GatewayTimeout);
+                }
+            },
+        };
         exchange.forwarded(forwarded.upstream, forwarded.uploaded);
-        forwarded.response
+        let mut response = forwarded.response?;
+        if let Some(rule) = rule {
+            rule.modify_response(response.headers_mut());
+        }
+        Ok(response)
     }
 
     /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer
@@ -264,9 +305,11 @@ fn without_userinfo(authority: &str) -> &str {
 }
 
 /// Ceryx redirects with 301 for every method.
-fn redirect(location: &str) -> Response<Body> {
+const MOVED: StatusCode = StatusCode::MOVED_PERMANENTLY;
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut response = Response::new(body::full(""));
-    *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    *response.status_mut() = status;
     match HeaderValue::from_str(location) {
         Ok(value) => {
             response.headers_mut().insert(header::LOCATION, value);

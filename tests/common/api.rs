@@ -17,7 +17,7 @@ impl RunningApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let router = ceryx::api::router(store, token.map(String::from));
+        let router = ceryx::api::router(store, token.map(String::from), Default::default());
         tokio::spawn(ceryx::api::serve(listener, router, stop.clone()));
         RunningApi { addr, stop }
     }

@@ -2,8 +2,9 @@
 //! (string, the target) and `<prefix>:settings:<source>` (hash: `enforce_https`
 //! "1"/"0", `mode`, optional `certificate_path` / `key_path`). Ours are new keys and a
 //! channel: `<prefix>:owners:<source>` (the owning resource), `<prefix>:certs:<source>`
-//! (hash: `certificate`, `key`, from a Kubernetes Secret) and `<prefix>:events`, on
-//! which every write is announced.
+//! (hash: `certificate`, `key`, from a Kubernetes Secret), `<prefix>:rules:<source>`
+//! (string: the routing rules as JSON, absent for none) and `<prefix>:events`, on which
+//! every write is announced.
 
 /// The keys of one store, under its prefix.
 pub(super) struct Keys {
@@ -28,6 +29,10 @@ impl Keys {
 
     pub(super) fn owner(&self, source: &str) -> String {
         format!("{}:owners:{source}", self.prefix)
+    }
+
+    pub(super) fn rules(&self, source: &str) -> String {
+        format!("{}:rules:{source}", self.prefix)
     }
 
     pub(super) fn certificate(&self, source: &str) -> String {

@@ -11,7 +11,8 @@ use super::error::StoreError;
 use super::notice::{Change, Notices, Subscription};
 use super::route_store::{CertificatePem, RouteStore};
 use super::writer::Writer;
-use crate::route::{Mode, Route, Settings, normalize_target};
+use crate::route::rules::validate;
+use crate::route::{Mode, Route, Rule, Settings, normalize_target};
 use async_trait::async_trait;
 use keys::Keys;
 use primary::{AbortOnDrop, Connector, Link, Primary, Sentinels};
@@ -325,17 +326,20 @@ impl RouteStore for RedisStore {
         let mut pipe = redis::pipe();
         for source in sources {
             pipe.get(self.keys.route(source))
-                .hgetall(self.keys.settings(source));
+                .hgetall(self.keys.settings(source))
+                .get(self.keys.rules(source));
         }
         let mut conn = self.conn()?;
         let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
         let mut values = values.into_iter();
         let mut routes = Vec::with_capacity(sources.len());
         for source in sources {
-            let (Some(target), Some(settings)) = (values.next(), values.next()) else {
+            let (Some(target), Some(settings), Some(rules)) =
+                (values.next(), values.next(), values.next())
+            else {
                 break;
             };
-            routes.push(parse_route(source, target, settings)?);
+            routes.push(parse_route(source, target, settings, rules)?);
         }
         Ok(routes)
     }
@@ -369,11 +373,17 @@ impl RouteStore for RedisStore {
     async fn write(&self, route: &Route, by: Writer<'_>) -> Result<(), StoreError> {
         let settings = &route.settings;
         let mut call = redis::cmd("EVAL");
+        let rules = match route.rules.is_empty() {
+            true => String::new(),
+            // Plain structs with string keys: serialising cannot fail.
+            false => serde_json::to_string(&route.rules).unwrap_or_default(),
+        };
         call.arg(scripts::WRITE)
-            .arg(3)
+            .arg(4)
             .arg(self.keys.route(&route.source))
             .arg(self.keys.settings(&route.source))
             .arg(self.keys.owner(&route.source))
+            .arg(self.keys.rules(&route.source))
             .arg(&route.target)
             .arg(by.owner().unwrap_or(""))
             .arg(matches!(
@@ -386,6 +396,7 @@ impl RouteStore for RedisStore {
             .arg(self.keys.channel())
             .arg(notice(&route.source))
             .arg(by.replaces().unwrap_or(""))
+            .arg(rules)
             .arg("enforce_https")
             .arg(if settings.enforce_https { "1" } else { "0" })
             .arg("mode")
@@ -406,11 +417,12 @@ impl RouteStore for RedisStore {
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
         let mut call = redis::cmd("EVAL");
         call.arg(scripts::REMOVE)
-            .arg(4)
+            .arg(5)
             .arg(self.keys.route(source))
             .arg(self.keys.settings(source))
             .arg(self.keys.owner(source))
             .arg(self.keys.certificate(source))
+            .arg(self.keys.rules(source))
             .arg(by.owner().unwrap_or(""))
             .arg(self.keys.channel())
             .arg(notice(source));
@@ -500,11 +512,13 @@ impl RouteStore for RedisStore {
 
 /// Reads a route the way the Ceryx proxy did: any target string (a bare `host:port`
 /// gets `http://`), `enforce_https` on for "1" (or "true"), `redirect` mode only when
-/// it says so exactly.
+/// it says so exactly. Rules another tool wrote that do not read or validate are left
+/// out (the host is served by its target, as in Ceryx) with a warning.
 pub(crate) fn parse_route(
     source: &str,
     target: Value,
     settings: Value,
+    rules: Value,
 ) -> Result<Option<Route>, StoreError> {
     let Some(target): Option<String> =
         redis::from_redis_value(target).map_err(redis::RedisError::from)?
@@ -526,10 +540,21 @@ pub(crate) fn parse_route(
         certificate_path: path("certificate_path"),
         key_path: path("key_path"),
     };
+    let rules: Option<String> = redis::from_redis_value(rules).map_err(redis::RedisError::from)?;
+    let rules = rules.map_or_else(Vec::new, |json| {
+        serde_json::from_str::<Vec<Rule>>(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|rules| validate(&rules, false).map(|()| rules).map_err(|e| e.to_string()))
+            .unwrap_or_else(|error| {
+                tracing::warn!(%source, %error, "stored rules unreadable: serving the target alone");
+                Vec::new()
+            })
+    });
     Ok(Some(Route {
         source: source.to_owned(),
         target: normalize_target(&target),
         settings,
+        rules,
     }))
 }
 

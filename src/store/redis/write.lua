@@ -1,8 +1,8 @@
 -- One route's write with the ownership check, as one atomic step; the notice is
 -- published by the same script, so no reader sees it without the data.
--- KEYS: route, settings, owner.
+-- KEYS: route, settings, owner, rules.
 -- ARGV: target, owner or "", take unowned "1"/"0", channel, notice, owner it replaces
--- or "", then the settings' field/value pairs.
+-- or "", rules (JSON, "" for none), then the settings' field/value pairs.
 -- Returns 'ok', 'unowned' or 'owned:<owner>'.
 local current = redis.call('GET', KEYS[3])
 if current and current ~= ARGV[2] and current ~= ARGV[6] then return 'owned:' .. current end
@@ -11,7 +11,8 @@ if ARGV[2] ~= '' and not current and ARGV[3] ~= '1' and redis.call('EXISTS', KEY
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('HSET', KEYS[2], unpack(ARGV, 8))
+if ARGV[7] == '' then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], ARGV[7]) end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 'ok'

@@ -1,6 +1,9 @@
 //! The route model: a public host name (`source`) mapped to a `target` URL, with Ceryx's
 //! settings, plus the host normalisation the proxy and the stores share.
 
+pub mod rules;
+
+pub use rules::Rule;
 use serde::{Deserialize, Serialize};
 
 /// Ceryx's catch-all source: the target for any host that has no route of its own.
@@ -19,6 +22,9 @@ pub struct Route {
     /// Per-route behaviour.
     #[serde(default)]
     pub settings: Settings,
+    /// Routing rules (ours; left out when empty, so old clients see what they saw).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
 }
 
 /// Ceryx's per-route settings (the `<prefix>:settings:<source>` hash).
@@ -82,8 +88,8 @@ pub enum RouteError {
     /// The source is not a host name, `*.suffix` pattern or `$wildcard`.
     #[error("{0:?} is not a host name, a *.suffix pattern or $wildcard")]
     InvalidSource(String),
-    /// The target (as normalised) is not an http(s) URL with a host.
-    #[error("{0:?} is not an http:// or https:// URL with a host")]
+    /// The target (as normalised) is not an http(s) URL with a host and a valid port.
+    #[error("{0:?} is not an http:// or https:// URL with a host and a port from 1 to 65535")]
     InvalidTarget(String),
     /// The mode is not one of [`Mode`]'s words.
     #[error("{0:?} is not a mode (proxy or redirect)")]
@@ -123,6 +129,7 @@ impl Route {
             source: normalize_source(source)?,
             target: validate_target(target)?,
             settings,
+            rules: Vec::new(),
         })
     }
 }
@@ -215,6 +222,18 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
+/// A target's host: a host name (as [`is_host_name`] takes it, an optional trailing dot
+/// allowed) or an IP address, IPv6 in brackets.
+fn is_target_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            let name = host.strip_suffix('.').unwrap_or(host);
+            name.len() <= MAX_HOST_LEN && is_host_name(name)
+        }
+    }
+}
+
 /// A target split for forwarding: `scheme://authority` and a path prefix without its
 /// trailing `/`, so the request URI can be appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,11 +260,12 @@ impl Upstream {
         let a = authority.as_str();
         // Rejects user info, an empty port and `http://ftp://x` (a foreign scheme that
         // got `http://` prepended).
-        if authority.host().is_empty()
-            || a.contains('@')
-            || a.ends_with(':')
-            || uri.path().starts_with("//")
-        {
+        if a.contains('@') || uri.path().starts_with("//") || !is_target_host(authority.host()) {
+            return Err(invalid());
+        }
+        // A port, when given, is a number from 1 to 65535: `javascript:alert(1)` and
+        // `data:text/plain,hi` (taken as `host:port`) fail here, as do 99999 and -1.
+        if a.len() > authority.host().len() && authority.port_u16().is_none_or(|p| p == 0) {
             return Err(invalid());
         }
         let mut prefix = uri.path().to_owned();
@@ -257,6 +277,17 @@ impl Upstream {
             authority,
             prefix,
         })
+    }
+
+    /// The port connected to: the target's, else its scheme's default.
+    pub fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.scheme == http::uri::Scheme::HTTPS {
+                443
+            } else {
+                80
+            })
     }
 
     /// The absolute URI to send upstream for a request's path and query.
@@ -356,6 +387,31 @@ mod tests {
             Err(RouteError::InvalidTarget("http://u@x".into()))
         );
         assert_eq!(validate_target(" b:1 ").unwrap(), "http://b:1");
+        // Issue 18, item 14: what was stored as `http://javascript:alert(1)` and so on.
+        for not_a_target in [
+            "javascript:alert(1)",
+            "data:text/plain,hi",
+            "http://b:99999",
+            "http://b:-1",
+            "http://b:0",
+            "http://b:",
+            "http://a b",
+            "http://[zz]:80",
+            "http://%41:80",
+        ] {
+            assert!(validate_target(not_a_target).is_err(), "{not_a_target}");
+        }
+        for target in [
+            "http://[::1]:8080/x",
+            "10.0.0.1:65535",
+            "https://svc.ns.svc.",
+            "a_b:1",
+        ] {
+            assert!(validate_target(target).is_ok(), "{target}");
+        }
+        assert_eq!(Upstream::parse("https://x").unwrap().port(), 443);
+        assert_eq!(Upstream::parse("x").unwrap().port(), 80);
+        assert_eq!(Upstream::parse("x:81").unwrap().port(), 81);
         assert_eq!("redirect".parse(), Ok(Mode::Redirect));
         let mode = "Proxy".parse::<Mode>().unwrap_err();
         assert_eq!(mode.field(), Field::Mode);
