@@ -393,10 +393,26 @@ async fn rules_are_stored_apart_and_old_tools_see_what_they_saw() {
         .unwrap();
     put(&ceryx, json!({"source": "r.test", "target": web.url()})).await;
     assert!(!raw.exists::<_, bool>("ceryx:rules:r.test").await.unwrap());
+    // A delete takes the rules with the route.
+    put(
+        &ceryx,
+        json!({"source": "gone.test", "target": web.url(), "rules": rules}),
+    )
+    .await;
+    assert!(
+        raw.exists::<_, bool>("ceryx:rules:gone.test")
+            .await
+            .unwrap()
+    );
     let deleted = client
-        .send(ceryx.api, Request::delete("/api/routes/plain.test"), "")
+        .send(ceryx.api, Request::delete("/api/routes/gone.test"), "")
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(
+        !raw.exists::<_, bool>("ceryx:rules:gone.test")
+            .await
+            .unwrap()
+    );
 
     // Bad rules: 400 naming the field by its path, nothing written.
     let bad = json!({"source": "bad.test", "target": web.url(), "rules": [
