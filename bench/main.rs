@@ -44,6 +44,9 @@ async fn run(ceryx: PathBuf, scale: Scale) -> Result<(), Box<dyn Error>> {
     let mut rig = Rig::start(ceryx).await?;
     let store = rig.store();
     store.put(&route("bench.test", &rig.a())).await?;
+    store
+        .put(&store::with_rules("rules.bench.test", &rig.a()))
+        .await?;
     let (proxy, proxy_tls) = rig.start_https_proxy("proxy-1").await?;
     print!("{}", table::title(&scale));
     let section = |text: String| print!("\n{text}");

@@ -65,3 +65,24 @@ pub async fn load_routes(port: u16, count: usize, target: &str) -> Result<(), Bo
 pub fn route(source: &str, target: &str) -> Route {
     Route::new(source, target, Settings::default()).expect("valid bench route")
 }
+
+/// A route with ten rules: nine that `GET /` passes over (longer prefixes, each with a
+/// header condition), and a last one that takes it to `target` with a request header set.
+pub fn with_rules(source: &str, target: &str) -> Route {
+    let mut rules: Vec<serde_json::Value> = (0..9)
+        .map(|i| {
+            serde_json::json!({
+                "matches": [{"path": {"type": "PathPrefix", "value": format!("/api/v{i}")},
+                             "headers": [{"name": "x-version", "value": i.to_string()}]}],
+                "backendRefs": [{"url": target}]})
+        })
+        .collect();
+    rules.push(serde_json::json!({
+        "filters": [{"type": "RequestHeaderModifier",
+                     "requestHeaderModifier": {"set": [{"name": "x-routed", "value": "rules"}]}}],
+        "backendRefs": [{"url": target}]}));
+    let mut route = route(source, target);
+    route.rules =
+        serde_json::from_value(serde_json::Value::Array(rules)).expect("valid bench rules");
+    route
+}

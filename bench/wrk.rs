@@ -17,6 +17,8 @@ pub struct Load {
 pub enum Hosts {
     /// `bench.test`.
     One,
+    /// `rules.bench.test`, the host with ten rules.
+    Rules,
     /// `h<i>.bench.test`, round robin over this many.
     Spread(usize),
 }
@@ -48,6 +50,9 @@ pub fn run(
     match hosts {
         Hosts::One => {
             command.args(["-H", "Host: bench.test"]);
+        }
+        Hosts::Rules => {
+            command.args(["-H", "Host: rules.bench.test"]);
         }
         Hosts::Spread(n) => {
             let script = dir.join(format!("spread-{n}.lua"));

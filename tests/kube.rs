@@ -797,3 +797,80 @@ async fn garbage_collection_leaves_the_routes_of_another_install_alone() {
     .await;
     again.assert_nothing_forbidden();
 }
+
+/// Issue 19: a CeryxRoute's rules reach the proxy, a Service a rule names is resolved
+/// (and reported while missing), and a rule only the controller can judge is refused
+/// with the field named.
+#[tokio::test]
+async fn the_rules_of_a_ceryxroute_are_served_and_their_services_checked() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "rules").await;
+    let (web, api) = (Upstream::start("web").await, Upstream::start("api").await);
+    let spec = format!(
+        "source: shop.test
+target:
+  url: {}
+rules:
+- matches:
+  - path: {{type: PathPrefix, value: /api}}
+  filters:
+  - type: RequestHeaderModifier
+    requestHeaderModifier:
+      set: [{{name: x-env, value: prod}}]
+  backendRefs:
+  - url: {}
+- matches:
+  - path: {{type: Exact, value: /cart}}
+  backendRefs:
+  - service: {{name: cart, port: 8080}}",
+        web.url(),
+        api.url()
+    );
+    w.apply_route("shop", &spec);
+    w.wait_condition("shop", "ResolvedRefs", "False", "BackendNotFound")
+        .await;
+    let (_, _, message) = w.condition("shop", "Programmed").unwrap();
+    assert!(message.contains("cart"), "{message}");
+
+    w.plane.apply_in(
+        &w.ns,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: cart\nspec:\n  ports: [{port: 8080}]\n",
+    );
+    w.wait_condition("shop", "Programmed", "True", "Programmed")
+        .await;
+    let reply = w.client.get(w.proxy.addr, "shop.test", "/api/items").await;
+    assert_eq!(reply.upstream().as_deref(), Some("api"));
+    assert_eq!(
+        reply.json()["headers"]["x-env"],
+        serde_json::json!(["prod"])
+    );
+    assert_eq!(
+        w.client
+            .served_by(w.proxy.addr, "shop.test")
+            .await
+            .as_deref(),
+        Some("web")
+    );
+    let stored = w.redis.store().get("shop.test").await.unwrap().unwrap();
+    assert_eq!(
+        stored.rules[1].backend_refs[0].url.as_deref(),
+        Some(format!("http://cart.{}.svc.cluster.local:8080", w.ns).as_str())
+    );
+
+    // The schema takes any string as a pattern; the controller compiles it.
+    w.apply_route(
+        "shop",
+        &format!(
+            "source: shop.test\ntarget:\n  url: {}\nrules:\n- matches:\n  - path: {{type: RegularExpression, value: '('}}",
+            web.url()
+        ),
+    );
+    w.wait_condition("shop", "Accepted", "False", "InvalidSpec")
+        .await;
+    let (_, _, message) = w.condition("shop", "Accepted").unwrap();
+    assert!(
+        message.starts_with("spec.rules[0].matches[0].path.value: "),
+        "{message}"
+    );
+    w.controller.assert_nothing_forbidden();
+}

@@ -393,10 +393,26 @@ async fn rules_are_stored_apart_and_old_tools_see_what_they_saw() {
         .unwrap();
     put(&ceryx, json!({"source": "r.test", "target": web.url()})).await;
     assert!(!raw.exists::<_, bool>("ceryx:rules:r.test").await.unwrap());
+    // A delete takes the rules with the route.
+    put(
+        &ceryx,
+        json!({"source": "gone.test", "target": web.url(), "rules": rules}),
+    )
+    .await;
+    assert!(
+        raw.exists::<_, bool>("ceryx:rules:gone.test")
+            .await
+            .unwrap()
+    );
     let deleted = client
-        .send(ceryx.api, Request::delete("/api/routes/plain.test"), "")
+        .send(ceryx.api, Request::delete("/api/routes/gone.test"), "")
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(
+        !raw.exists::<_, bool>("ceryx:rules:gone.test")
+            .await
+            .unwrap()
+    );
 
     // Bad rules: 400 naming the field by its path, nothing written.
     let bad = json!({"source": "bad.test", "target": web.url(), "rules": [
@@ -511,9 +527,10 @@ fn refusing() -> String {
 async fn a_slow_endpoint_gets_far_less_traffic() {
     let redis = RedisServer::start().await;
     let ceryx = ceryx(&redis).await;
-    let fast_a = Scripted::start("fast-a", |_| (200, 5)).await;
-    let fast_b = Scripted::start("fast-b", |_| (200, 5)).await;
-    let slow = Scripted::start("slow", |_| (200, 50)).await;
+    // Far apart, so that a loaded machine's scheduling delays cannot hide the difference.
+    let fast_a = Scripted::start("fast-a", |_| (200, 10)).await;
+    let fast_b = Scripted::start("fast-b", |_| (200, 10)).await;
+    let slow = Scripted::start("slow", |_| (200, 200)).await;
     put(
         &ceryx,
         json!({"source": "b.test", "target": fast_a.url(), "rules": [
@@ -528,7 +545,7 @@ async fn a_slow_endpoint_gets_far_less_traffic() {
         }
     }
     let (a, b, s) = (fast_a.hits(), fast_b.hits(), slow.hits());
-    eprintln!("300 requests over two fast endpoints and one 10x slower: {a} / {b} / {s}");
+    eprintln!("300 requests over two fast endpoints and one 20x slower: {a} / {b} / {s}");
     // Round robin would give the slow one a third (100).
     assert!(s < 30, "slow endpoint got {s} of 300");
     assert!(a > 50 && b > 50, "both fast endpoints serve: {a} / {b}");

@@ -1,5 +1,6 @@
-//! Requests per second and latency of the upstream, nginx and Ceryx: one host, many
-//! hosts over many routes, and HTTPS kept alive or with a handshake per request.
+//! Requests per second and latency of the upstream, nginx and Ceryx: one host (without
+//! rules, and with ten rules the request passes nine of), many hosts over many routes,
+//! and HTTPS kept alive or with a handshake per request.
 
 use crate::rig::Rig;
 use crate::scale::Scale;
@@ -33,13 +34,19 @@ pub async fn run(
         row("upstream direct"),
         row("nginx proxy_pass"),
         row("ceryx, 1 route"),
+        row("ceryx, 1 route with 10 rules"),
     ];
     for _ in 0..s.rounds {
-        for (i, port) in [rig.nginx.upstream_a, rig.nginx.proxy, proxy]
-            .into_iter()
-            .enumerate()
+        for (i, (port, hosts)) in [
+            (rig.nginx.upstream_a, Hosts::One),
+            (rig.nginx.proxy, Hosts::One),
+            (proxy, Hosts::One),
+            (proxy, Hosts::Rules),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            rows[i].runs.push(rig.wrk(port, Hosts::One, s.wrk_seconds)?);
+            rows[i].runs.push(rig.wrk(port, hosts, s.wrk_seconds)?);
         }
     }
     // 4: many routes, requests spread over many hosts.

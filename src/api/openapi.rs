@@ -22,6 +22,14 @@ fn route(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Route"}}}})
 }
 
+/// The schemas of the rules' types (`Rule` and what it holds), generated from the Rust
+/// types as OpenAPI 3.0 `components.schemas`, so the document cannot drift from them.
+fn rule_schemas() -> serde_json::Map<String, Value> {
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<crate::route::Rule>();
+    generator.take_definitions(true)
+}
+
 fn spec() -> Value {
     let source = json!({
         "name": "source", "in": "path", "required": true,
@@ -29,7 +37,7 @@ fn spec() -> Value {
         "schema": {"type": "string"}
     });
     let body = |schema: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-    json!({
+    let mut document = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Ceryx API",
@@ -124,7 +132,9 @@ fn spec() -> Value {
                     "properties": {
                         "source": {"type": "string", "example": "app.example.com"},
                         "target": {"type": "string", "example": "http://app.internal:8000"},
-                        "settings": {"$ref": "#/components/schemas/Settings"}
+                        "settings": {"$ref": "#/components/schemas/Settings"},
+                        "rules": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"},
+                                  "description": "Routing rules (left out when there are none)"}
                     }
                 },
                 "RouteInput": {
@@ -143,6 +153,14 @@ fn spec() -> Value {
                                 "certificate_path": {"type": "string", "nullable": true},
                                 "key_path": {"type": "string", "nullable": true}
                             }
+                        },
+                        "rules": {
+                            "type": "array", "nullable": true, "maxItems": 64,
+                            "items": {"$ref": "#/components/schemas/Rule"},
+                            "description": "HTTPRoute-shaped routing rules: `matches` (path Exact/PathPrefix/RegularExpression, headers, queryParams, method) \
+                                in Gateway API precedence, `filters` (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror), \
+                                weighted `backendRefs` (`url` or `endpoints`, optional `healthCheck`), `timeouts` (`request`, `backendRequest`) and `retry` \
+                                (`attempts`, `codes`, `backoff`). Requests no rule matches go to `target`. A mistake is reported under `errors.rules` with its path."
                         }
                     }
                 },
@@ -156,5 +174,9 @@ fn spec() -> Value {
                 }
             }
         }
-    })
+    });
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(rule_schemas());
+    }
+    document
 }

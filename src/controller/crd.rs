@@ -77,6 +77,50 @@ pub struct CeryxRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253), regex(pattern = SUBDOMAIN_PATTERN))]
     pub ingress_class_name: Option<String>,
+    /// Routing rules, shaped like Gateway API HTTPRoute rules (matches, filters,
+    /// weighted backendRefs naming a `url`, `endpoints` or a `service`, timeouts,
+    /// retry); requests no rule matches go to `target`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "rules_schema")]
+    pub rules: Vec<crate::route::Rule>,
+}
+
+/// The rules' schema, bounded (at most 64 rules; every string and list has a bound, so
+/// the API server can cost CEL rules and caps what one object holds; the exact limits are
+/// checked by the controller, which names the field), with the unsigned integer formats
+/// left out: the API server knows `int32` and `int64` only, and warns of others.
+fn rules_schema(generator: &mut SchemaGenerator) -> Schema {
+    fn bound(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map
+                    .get("format")
+                    .and_then(Value::as_str)
+                    .is_some_and(|f| f.starts_with("uint"))
+                {
+                    map.remove("format");
+                }
+                // `Option<T>` is `"type": [T, "null"]` until kube makes it nullable.
+                let is = |kind: &str| match map.get("type") {
+                    Some(Value::String(t)) => t == kind,
+                    Some(Value::Array(types)) => types.iter().any(|t| t == kind),
+                    _ => false,
+                };
+                if is("string") && !map.contains_key("enum") {
+                    map.entry("maxLength").or_insert(2048.into());
+                } else if is("array") {
+                    map.entry("maxItems").or_insert(1024.into());
+                }
+                map.values_mut().for_each(bound);
+            }
+            Value::Array(items) => items.iter_mut().for_each(bound),
+            _ => {}
+        }
+    }
+    let mut schema = Value::from(Vec::<crate::route::Rule>::json_schema(generator));
+    bound(&mut schema);
+    schema["maxItems"] = crate::route::rules::MAX_RULES.into();
+    Schema::try_from(schema).unwrap_or_default()
 }
 
 /// Exactly one of a URL or a Service.

@@ -122,7 +122,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .watches_stream(services_stream, move |service| {
             naming(&by_service, &service, |route, name| {
-                route.spec.target.service.as_ref().map(|s| &s.name) == Some(name)
+                reconcile::services(&route.spec).any(|s| s == name)
             })
         })
         .watches_stream(secrets_stream, move |secret| {

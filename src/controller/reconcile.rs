@@ -5,7 +5,7 @@
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 use super::leader::Leadership;
 use crate::certificate;
-use crate::route::{Field, Route, Settings, normalize_source};
+use crate::route::{Field, Route, Settings, normalize_source, rules};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -265,9 +265,11 @@ fn condition<'a>(obj: &'a CeryxRoute, type_: &str) -> Option<&'a Condition> {
 pub fn target_url(spec: &CeryxRouteSpec, namespace: &str, cluster_domain: &str) -> Option<String> {
     match (&spec.target.url, &spec.target.service) {
         (Some(url), None) => Some(url.clone()),
-        (None, Some(service)) => Some(format!(
-            "http://{}.{namespace}.svc.{cluster_domain}:{}",
-            service.name, service.port
+        (None, Some(service)) => Some(service_url(
+            &service.name,
+            service.port,
+            namespace,
+            cluster_domain,
         )),
         _ => None,
     }
@@ -283,8 +285,48 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
     };
     let target = target_url(spec, namespace, &ctx.cluster_domain)
         .ok_or_else(|| "spec.target: needs exactly one of url or service".to_owned())?;
-    Route::new(&spec.source, &target, settings)
-        .map_err(|e| format!("{}: {e}", spec_field(spec, e.field())))
+    let mut route = Route::new(&spec.source, &target, settings)
+        .map_err(|e| format!("{}: {e}", spec_field(spec, e.field())))?;
+    rules::validate(&spec.rules, true).map_err(|e| format!("spec.{e}"))?;
+    route.rules = spec.rules.clone();
+    // The store holds URLs: a Service becomes its cluster DNS name, as a target does.
+    for rule in &mut route.rules {
+        let mirrors = rule
+            .filters
+            .iter_mut()
+            .filter_map(|f| f.request_mirror.as_mut().map(|m| &mut m.backend_ref));
+        for backend in rule.backend_refs.iter_mut().chain(mirrors) {
+            if let Some(service) = backend.service.take() {
+                backend.url = Some(service_url(
+                    &service.name,
+                    service.port.into(),
+                    namespace,
+                    &ctx.cluster_domain,
+                ));
+            }
+        }
+    }
+    Ok(route)
+}
+
+/// Every Service a spec names: its target's and its rules' backends' (mirrors included).
+pub(crate) fn services(spec: &CeryxRouteSpec) -> impl Iterator<Item = &str> {
+    let rules = spec.rules.iter().flat_map(|rule| {
+        let mirrors = rule
+            .filters
+            .iter()
+            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+        rule.backend_refs.iter().chain(mirrors)
+    });
+    let target = spec.target.service.as_ref().map(|s| s.name.as_str());
+    target
+        .into_iter()
+        .chain(rules.filter_map(|b| Some(b.service.as_ref()?.name.as_str())))
+}
+
+/// A Service port's URL, by its cluster DNS name.
+fn service_url(name: &str, port: i32, namespace: &str, cluster_domain: &str) -> String {
+    format!("http://{name}.{namespace}.svc.{cluster_domain}:{port}")
 }
 
 /// Where in `spec` a route field comes from, so the status names what to fix.
@@ -385,28 +427,27 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
         .and_then(|s| s.source.as_deref())
         .filter(|s| *s != route.source);
 
-    if let Some(service) = &spec.target.service {
-        let found = ctx
-            .services
-            .get(&ObjectRef::new(&service.name).within(&namespace))
-            .is_some();
-        if !found {
-            // Nothing is routed to a name that does not resolve: the host answers 503.
-            remove_owned(ctx, &route.source, &owner).await?;
-            if let Some(previous) = previous {
-                remove_owned(ctx, previous, &owner).await?;
-            }
-            let message = format!("Service {namespace}/{} not found", service.name);
-            let outcome = Outcome {
-                accepted: Verdict::yes("Accepted", "The resource is valid".into()),
-                resolved: Verdict::no("BackendNotFound", message.clone()),
-                programmed: Verdict::no("BackendNotFound", message),
-                source: None,
-                target: None,
-            };
-            publish(api, obj, outcome, ctx).await?;
-            return Ok(Action::await_change());
+    let missing = services(spec).find(|name| {
+        ctx.services
+            .get(&ObjectRef::new(name).within(&namespace))
+            .is_none()
+    });
+    if let Some(missing) = missing {
+        // Nothing is routed to a name that does not resolve: the host answers 503.
+        remove_owned(ctx, &route.source, &owner).await?;
+        if let Some(previous) = previous {
+            remove_owned(ctx, previous, &owner).await?;
         }
+        let message = format!("Service {namespace}/{missing} not found");
+        let outcome = Outcome {
+            accepted: Verdict::yes("Accepted", "The resource is valid".into()),
+            resolved: Verdict::no("BackendNotFound", message.clone()),
+            programmed: Verdict::no("BackendNotFound", message),
+            source: None,
+            target: None,
+        };
+        publish(api, obj, outcome, ctx).await?;
+        return Ok(Action::await_change());
     }
 
     let written = write(obj, &route, &owner, ctx).await?;
