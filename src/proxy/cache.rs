@@ -34,8 +34,9 @@ pub struct Resolved {
     pub route: Route,
     /// The parsed target, or `None` when the stored target cannot be forwarded to.
     pub upstream: Option<Upstream>,
-    /// The route's rules, compiled; `None` for a route without rules.
-    pub(crate) rules: Option<RuleTable>,
+    /// The route's rules, compiled; `None` for a route without rules (boxed: most
+    /// routes have none, and every cached route carries the field).
+    pub(crate) rules: Option<Box<RuleTable>>,
     metrics: OnceLock<RouteMetrics>,
     certificate: Slot,
 }
@@ -414,7 +415,7 @@ impl RouteCache {
             .map(|route| {
                 route.map(|route| {
                     let rules = (!route.rules.is_empty())
-                        .then(|| RuleTable::new(&route.source, &route.rules));
+                        .then(|| Box::new(RuleTable::new(&route.source, &route.rules)));
                     (route, rules)
                 })
             })
