@@ -3,6 +3,7 @@
 
 mod common;
 
+use ceryx::store::RouteStore;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
@@ -689,4 +690,40 @@ async fn active_health_checks_take_a_failing_endpoint_out() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_mirror_pointing_back_at_the_proxy_is_refused_not_repeated() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let web = Upstream::start("web").await;
+    let rules = json!([{"filters": [{"type": "RequestMirror",
+        "requestMirror": {"backendRef": {"url": format!("http://127.0.0.1:{}", ceryx.addr.port())}}}]}]);
+    // The API refuses it, naming the rule.
+    let body = json!({"source": "loop.test", "target": web.url(), "rules": rules});
+    let reply = TestClient::default()
+        .send(ceryx.api, Request::post("/api/routes"), body.to_string())
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let message = reply.json()["errors"]["rules"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with("rules[0]: ") && message.contains("own listener"),
+        "{message}"
+    );
+
+    // Written straight into the store, each copy comes back carrying the proxy's
+    // CDN-Loop token and is answered 508 instead of being served and mirrored again.
+    let mut looping = route("loop.test", &web.url());
+    looping.rules = serde_json::from_value(rules).unwrap();
+    redis.store().put(&looping).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            get(&ceryx, "loop.test", "/", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    // Absence can only be watched for: a copy served would have reached `web` (and been
+    // mirrored again, without end) within milliseconds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(web.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
 }

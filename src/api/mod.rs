@@ -149,21 +149,36 @@ async fn remove(State(api): State<Api>, Path(source): Path<String>) -> Result<Re
     Ok(reply::no_content())
 }
 
-/// Refuses a proxied route whose target the rules refuse (a redirect's target is only
-/// sent to the client).
+/// Refuses a route whose upstreams the target rules refuse: its target (unless it only
+/// redirects there) and every URL its rules send to (backends and mirrors).
 fn check_target(api: &Api, route: &Route) -> Result<(), ApiError> {
-    if route.settings.mode == Mode::Redirect {
-        return Ok(());
+    let refused = |url: &str| {
+        Upstream::parse(url)
+            .ok()
+            .and_then(|upstream| api.targets.refusal(&upstream))
+    };
+    let invalid = |field: &str, why: String| {
+        ApiError::Invalid([(field.to_owned(), why.into())].into_iter().collect())
+    };
+    if route.settings.mode != Mode::Redirect
+        && let Some(why) = refused(&route.target)
+    {
+        return Err(invalid("target", why));
     }
-    let refusal = Upstream::parse(&route.target)
-        .ok()
-        .and_then(|target| api.targets.refusal(&target));
-    match refusal {
-        Some(why) => Err(ApiError::Invalid(
-            [("target".to_owned(), why.into())].into_iter().collect(),
-        )),
-        None => Ok(()),
+    for (r, rule) in route.rules.iter().enumerate() {
+        let mirrors = rule
+            .filters
+            .iter()
+            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+        for backend in rule.backend_refs.iter().chain(mirrors) {
+            for url in backend.url.iter().chain(&backend.endpoints) {
+                if let Some(why) = refused(url) {
+                    return Err(invalid("rules", format!("rules[{r}]: {url}: {why}")));
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// The route for a source as normalised, else as stored verbatim by another tool.

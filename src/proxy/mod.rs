@@ -204,9 +204,9 @@ impl Proxy {
             ));
         }
         let mut via = resolved.upstream.as_ref().map(Via::Upstream);
-        let mut rule = None;
+        let (mut rule, mut mirrors) = (None, Vec::new());
         if let Some(rules) = &resolved.rules
-            && let Some((decision, mirrors)) = rules.apply(&mut req, &host, proto)
+            && let Some((decision, copies)) = rules.apply(&mut req, &host, proto)
         {
             let (matched, destination) = match decision {
                 Decision::Redirect(status, location) => return Ok(redirect(status, &location)),
@@ -219,10 +219,8 @@ impl Proxy {
                 }
                 Destination::Unavailable => return Err(ProxyError::NoBackend),
             }
-            for mirror in &mirrors {
-                self.forwarder.mirror(&req, mirror, peer.ip(), proto);
-            }
             rule = Some(matched);
+            mirrors = copies;
         }
         let Some(via) = via else {
             return Err(ProxyError::BadGateway(format!(
@@ -241,6 +239,11 @@ impl Proxy {
         }
         req.headers_mut()
             .append(headers::CDN_LOOP, self.loop_marker.clone());
+        // After the loop marker: a mirror that points back at the proxy is refused (508)
+        // instead of being mirrored again.
+        for mirror in &mirrors {
+            self.forwarder.mirror(&req, mirror, peer.ip(), proto);
+        }
         let to = Forward {
             via,
             client_ip: peer.ip(),
