@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Most rules one host may have.
-pub const MAX_RULES: usize = 64;
+pub(crate) const MAX_RULES: usize = 64;
 /// Most entries in any one list of a rule (matches, filters, backends, headers).
 const MAX_LIST: usize = 32;
 /// Most endpoints one backend may list.
@@ -342,7 +342,7 @@ pub struct Retry {
 /// why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct RuleError {
+pub(crate) struct RuleError {
     /// The field, as a JSON path from `rules`.
     pub path: String,
     /// What is wrong with it.
@@ -358,7 +358,7 @@ const METHODS: [&str; 9] = [
 /// valid in HTTP, each filter and backend sets exactly the field its kind needs, URLs
 /// are targets, durations parse, codes are codes. `service` backends are accepted only
 /// when `services` (a CeryxRoute; the store holds URLs).
-pub fn validate(rules: &[Rule], services: bool) -> Result<(), RuleError> {
+pub(crate) fn validate(rules: &[Rule], services: bool) -> Result<(), RuleError> {
     let at = |path: String, message: &str| RuleError {
         path,
         message: message.to_owned(),
@@ -732,7 +732,7 @@ fn optional_duration(value: &Option<String>, path: &str) -> Result<Option<Durati
 
 /// Parses a Gateway API duration (GEP-2257): one to four `<number><unit>` parts, the
 /// number of up to five digits, the unit `h`, `m`, `s` or `ms`.
-pub fn parse_duration(value: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
     let mut rest = value;
     let mut total = Duration::ZERO;
     let mut parts = 0;
@@ -761,7 +761,7 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
 }
 
 /// The upstreams of a backend given by URLs (as stored: `url` or `endpoints`).
-pub fn backend_upstreams(backend: &BackendRef) -> Vec<Upstream> {
+pub(crate) fn backend_upstreams(backend: &BackendRef) -> Vec<Upstream> {
     backend
         .url
         .iter()
