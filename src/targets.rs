@@ -48,7 +48,7 @@ impl TargetRules {
     /// proxy's own checks apply when it connects (the deny list, and `508` for loops).
     pub fn refusal(&self, target: &Upstream) -> Option<String> {
         let host = target.authority.host();
-        let ip = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        let ip = match crate::route::bare_host(host).parse() {
             Ok(ip) => ip,
             Err(_) if host.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
             Err(_) => return None,

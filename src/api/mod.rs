@@ -166,15 +166,9 @@ fn check_target(api: &Api, route: &Route) -> Result<(), ApiError> {
         return Err(invalid("target", why));
     }
     for (r, rule) in route.rules.iter().enumerate() {
-        let mirrors = rule
-            .filters
-            .iter()
-            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
-        for backend in rule.backend_refs.iter().chain(mirrors) {
-            for url in backend.url.iter().chain(&backend.endpoints) {
-                if let Some(why) = refused(url) {
-                    return Err(invalid("rules", format!("rules[{r}]: {url}: {why}")));
-                }
+        for url in rule.backends().flat_map(|backend| backend.urls()) {
+            if let Some(why) = refused(url) {
+                return Err(invalid("rules", format!("rules[{r}]: {url}: {why}")));
             }
         }
     }

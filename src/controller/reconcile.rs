@@ -291,11 +291,7 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
     route.rules = spec.rules.clone();
     // The store holds URLs: a Service becomes its cluster DNS name, as a target does.
     for rule in &mut route.rules {
-        let mirrors = rule
-            .filters
-            .iter_mut()
-            .filter_map(|f| f.request_mirror.as_mut().map(|m| &mut m.backend_ref));
-        for backend in rule.backend_refs.iter_mut().chain(mirrors) {
+        for backend in rule.backends_mut() {
             if let Some(service) = backend.service.take() {
                 backend.url = Some(service_url(
                     &service.name,
@@ -311,13 +307,7 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
 
 /// Every Service a spec names: its target's and its rules' backends' (mirrors included).
 pub(crate) fn services(spec: &CeryxRouteSpec) -> impl Iterator<Item = &str> {
-    let rules = spec.rules.iter().flat_map(|rule| {
-        let mirrors = rule
-            .filters
-            .iter()
-            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
-        rule.backend_refs.iter().chain(mirrors)
-    });
+    let rules = spec.rules.iter().flat_map(|rule| rule.backends());
     let target = spec.target.service.as_ref().map(|s| s.name.as_str());
     target
         .into_iter()

@@ -62,8 +62,7 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
         // on the address it resolved to.
         let literal = uri
             .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse().ok());
+            .and_then(|h| crate::route::bare_host(h).parse().ok());
         if let Some(ip) = literal
             && let Err(e) = Self::check(&deny, ip)
         {

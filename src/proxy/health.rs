@@ -115,7 +115,7 @@ impl HealthCheck {
             .map(|(upstream, state)| {
                 let how = if upstream.scheme == Scheme::HTTPS {
                     let host = upstream.authority.host();
-                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    let host = crate::route::bare_host(host);
                     How::Tcp(host.to_owned(), upstream.port())
                 } else {
                     let uri = Uri::builder()

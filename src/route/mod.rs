@@ -222,6 +222,14 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
+/// A URI host without the brackets of an IPv6 literal (`[::1]` → `::1`), as sockets and
+/// address parsers take it.
+pub(crate) fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// A target's host: a host name (as [`is_host_name`] takes it, an optional trailing dot
 /// allowed) or an IP address, IPv6 in brackets.
 fn is_target_host(host: &str) -> bool {

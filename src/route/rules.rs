@@ -44,6 +44,26 @@ pub struct Rule {
     pub retry: Option<Retry>,
 }
 
+impl Rule {
+    /// Every backend the rule sends to: its `backendRefs`, then its mirrors'.
+    pub fn backends(&self) -> impl Iterator<Item = &BackendRef> {
+        let mirrors = self
+            .filters
+            .iter()
+            .filter_map(|f| f.request_mirror.as_ref().map(|m| &m.backend_ref));
+        self.backend_refs.iter().chain(mirrors)
+    }
+
+    /// [`Rule::backends`], to change them.
+    pub fn backends_mut(&mut self) -> impl Iterator<Item = &mut BackendRef> {
+        let mirrors = self
+            .filters
+            .iter_mut()
+            .filter_map(|f| f.request_mirror.as_mut().map(|m| &mut m.backend_ref));
+        self.backend_refs.iter_mut().chain(mirrors)
+    }
+}
+
 /// Conditions a request must all meet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -293,6 +313,11 @@ pub struct HealthCheck {
 }
 
 impl BackendRef {
+    /// The URLs it names (`url` or `endpoints`; none for a `service`).
+    pub fn urls(&self) -> impl Iterator<Item = &String> {
+        self.url.iter().chain(&self.endpoints)
+    }
+
     /// The weight, 1 when left out.
     pub fn weight(&self) -> u32 {
         self.weight.unwrap_or(1)
@@ -763,9 +788,7 @@ pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
 /// The upstreams of a backend given by URLs (as stored: `url` or `endpoints`).
 pub(crate) fn backend_upstreams(backend: &BackendRef) -> Vec<Upstream> {
     backend
-        .url
-        .iter()
-        .chain(&backend.endpoints)
+        .urls()
         .filter_map(|url| Upstream::parse(url).ok())
         .collect()
 }

@@ -357,7 +357,7 @@ fn sentinel_info(address: &str, password: Option<&str>) -> Result<ConnectionInfo
             ),
             _ => (address, SENTINEL_PORT),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = crate::route::bare_host(host);
         if host.is_empty() {
             return Err(StoreError::Sentinel(address.to_owned()));
         }
