@@ -1,5 +1,6 @@
 //! The Kubernetes side: the `CeryxRoute` custom resource and its reconciler.
 
+pub(crate) mod claim;
 pub mod crd;
 pub mod leader;
 pub mod reconcile;

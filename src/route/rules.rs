@@ -332,6 +332,11 @@ pub struct ServiceRef {
     pub name: String,
     /// The Service port.
     pub port: u16,
+    /// The Service's namespace when it is not the resource's (set by the controller for
+    /// Ingress and HTTPRoute backends; not part of the CeryxRoute schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub namespace: Option<String>,
 }
 
 /// A rule's time limits, in Gateway API duration syntax (`10s`, `1m30s`, `500ms`;
