@@ -104,6 +104,7 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
             "Deployment/t-ceryx-controller",
             "Deployment/t-ceryx-proxy",
             "Deployment/t-ceryx-redis",
+            "IngressClass/ceryx",
             "NetworkPolicy/t-ceryx-api",
             "NetworkPolicy/t-ceryx-metrics",
             "NetworkPolicy/t-ceryx-proxy",
