@@ -68,14 +68,14 @@ fn meta<K>(name: &str, version: &str) -> PartialObjectMeta<K> {
 
 /// The metadata watches the running controller keeps, fed by the test instead.
 struct Watches {
-    services: Writer<PartialObjectMeta<Service>>,
+    services: Writer<Service>,
     secrets: Writer<PartialObjectMeta<Secret>>,
 }
 
 impl Watches {
     /// Service `name` in `shop` appears.
     fn service(&mut self, name: &str) {
-        let event = watcher::Event::Apply(meta(name, "1"));
+        let event = watcher::Event::Apply(service(name));
         self.services.apply_watcher_event(&event);
     }
 
@@ -90,6 +90,15 @@ impl Watches {
         let event = watcher::Event::Delete(meta(name, "0"));
         self.secrets.apply_watcher_event(&event);
     }
+}
+
+/// Service `name` in `shop`, with port 8080.
+fn service(name: &str) -> Service {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"ports": [{"port": 8080}]}}),
+    )
+    .unwrap()
 }
 
 /// A metadata store that has listed `objects` (`(name, resourceVersion)` in `shop`).
@@ -127,16 +136,20 @@ fn setup_with(
     services: &[&str],
     secrets: &[(&str, &str)],
 ) -> (Arc<Context>, ApiServer, Watches) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (api, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let mut context = Context::new(
-        kube::Client::new(service, "default"),
+        kube::Client::new(api, "default"),
         store,
         "cluster.local".into(),
         class.into(),
         INSTALL.into(),
     );
-    let services: Vec<(&str, &str)> = services.iter().map(|name| (*name, "1")).collect();
-    let (services, services_writer) = listed(&services);
+    let (listed_services, mut services_writer) = reflector::store();
+    for name in services {
+        services_writer.apply_watcher_event(&watcher::Event::InitApply(self::service(name)));
+    }
+    services_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let services = listed_services;
     let (secrets, secrets_writer) = listed(secrets);
     context.services = services;
     context.secrets = secrets;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The label an EndpointSlice names its Service by.
-const SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub(crate) const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// Why a Service backend cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,8 +14,9 @@ pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 
 use crate::route::normalize_source;
 use crate::store::Change;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
@@ -57,11 +58,13 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
             Default::default(),
         );
     let controller = Controller::for_stream(changes, routes.clone());
-    // Services and Secrets are watched as metadata only: enough to know they exist and
-    // changed, and no private key crosses a watch.
-    let (services, services_stream) = metadata::<Service>(&ctx.client);
-    let (secrets, secrets_stream) = metadata::<Secret>(&ctx.client);
+    // Secrets are watched as metadata only: enough to know they exist and changed, and
+    // no private key crosses a watch.
+    let (services, services_stream) = objects::<Service>(&ctx.client);
+    let (slices, slices_stream) = objects::<EndpointSlice>(&ctx.client);
+    let (secrets, secrets_stream) = objects::<PartialObjectMeta<Secret>>(&ctx.client);
     ctx.services = services;
+    ctx.slices = slices;
     ctx.secrets = secrets;
 
     let (replay_tx, mut replay_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -123,14 +126,34 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         }
     });
     let merged = tokio::spawn(sync::run(ctx.clone(), shutdown.clone()));
-    let by_service = routes.clone();
-    let by_secret = routes.clone();
+    let (by_service, by_slice, by_secret) = (routes.clone(), routes.clone(), routes.clone());
+    // Each change also wakes the merge of Ingresses (one watch per kind for both).
+    fn changed<T>(ctx: &Arc<Context>) -> impl FnMut(&T) + use<T> {
+        let ctx = ctx.clone();
+        move |_| ctx.endpoints_changed()
+    }
+    let services_stream = services_stream.inspect_ok(changed(&ctx));
+    let slices_stream = slices_stream.inspect_ok(changed(&ctx));
+    let secrets_stream = secrets_stream.inspect_ok(changed(&ctx));
     controller
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .watches_stream(services_stream, move |service| {
             naming(&by_service, &service, |route, name| {
                 reconcile::services(&route.spec).any(|s| s == name)
             })
+        })
+        .watches_stream(slices_stream, move |slice: EndpointSlice| {
+            let Some(service) = slice.labels().get(endpoints::SERVICE_NAME) else {
+                return Vec::new();
+            };
+            let namespace = slice.namespace();
+            by_slice
+                .state()
+                .into_iter()
+                .filter(|route| route.namespace() == namespace)
+                .filter(|route| reconcile::services(&route.spec).any(|s| s == service))
+                .map(|route| ObjectRef::from_obj(&*route))
+                .collect()
         })
         .watches_stream(secrets_stream, move |secret| {
             naming(&by_secret, &secret, |route, name| {
@@ -157,13 +180,13 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     Ok(())
 }
 
-/// A cache of the metadata of every `K` in the cluster, and the watch that fills it
-/// (polled by the controller, which reconciles what the changes name).
-fn metadata<K>(
+/// A cache of every `K` in the cluster, and the watch that fills it (polled by the
+/// controller, which reconciles what the changes name).
+fn objects<K>(
     client: &kube::Client,
 ) -> (
-    Store<PartialObjectMeta<K>>,
-    impl futures_util::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + use<K>,
+    Store<K>,
+    impl futures_util::Stream<Item = Result<K, watcher::Error>> + use<K>,
 )
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -171,7 +194,7 @@ where
 {
     let (store, writer) = reflector::store();
     let changes = watcher(
-        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        Api::<K>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()

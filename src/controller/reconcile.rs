@@ -3,6 +3,7 @@
 //! but only while the resource still owns it.
 
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+use super::endpoints::Index;
 use super::hosts;
 use super::leader::Leadership;
 use super::sync::Publish;
@@ -10,6 +11,7 @@ use crate::certificate;
 use crate::route::{Field, Route, Settings, normalize_source, rules};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -80,8 +82,14 @@ pub struct Context {
     pub leadership: Leadership,
     /// Where the proxies are reachable, published on Ingresses and Gateways.
     pub publish: Publish,
-    /// Services' metadata, kept by the controller's watch.
-    pub services: Store<PartialObjectMeta<Service>>,
+    /// Services, kept by the controller's watch.
+    pub services: Store<Service>,
+    /// EndpointSlices, kept by the controller's watch.
+    pub slices: Store<EndpointSlice>,
+    /// Services and slices indexed for resolution; dropped on every change of either.
+    index: Mutex<Option<Arc<Index>>>,
+    /// Woken on every change the merge of Ingresses and HTTPRoutes may depend on.
+    pub(super) changed: Arc<tokio::sync::Notify>,
     /// Secrets' metadata, kept by the controller's watch.
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Each Secret's certificate as last read, by `<namespace>/<name>` and
@@ -119,12 +127,42 @@ impl Context {
             leadership: Leadership::always(),
             publish: Publish::default(),
             services: reflector::store().0,
+            slices: reflector::store().0,
+            index: Mutex::default(),
+            changed: Arc::default(),
             secrets: reflector::store().0,
             certificates: Mutex::default(),
             failures: Arc::default(),
             published: Mutex::default(),
             watched: tokio::sync::OnceCell::new(),
         }
+    }
+}
+
+impl Context {
+    /// Waits until the watches of Services, EndpointSlices and Secrets have listed.
+    pub(super) async fn listed(&self) {
+        self.watched
+            .get_or_init(|| async {
+                let _ = self.services.wait_until_ready().await;
+                let _ = self.slices.wait_until_ready().await;
+                let _ = self.secrets.wait_until_ready().await;
+            })
+            .await;
+    }
+
+    /// Services and their endpoints as the watches hold them now.
+    pub(super) fn index(&self) -> Arc<Index> {
+        lock(&self.index)
+            .get_or_insert_with(|| Arc::new(Index::new(self.services.state(), self.slices.state())))
+            .clone()
+    }
+
+    /// A Service or EndpointSlice changed: the index is rebuilt when next asked for,
+    /// and the merge runs again.
+    pub(super) fn endpoints_changed(&self) {
+        *lock(&self.index) = None;
+        self.changed.notify_one();
     }
 }
 
@@ -154,12 +192,7 @@ pub async fn reconcile(obj: Arc<CeryxRoute>, ctx: Arc<Context>) -> Result<Action
         return Err(Error::NotLeader);
     }
     // Until the watches have listed once, a Service or Secret would look missing.
-    ctx.watched
-        .get_or_init(|| async {
-            let _ = ctx.services.wait_until_ready().await;
-            let _ = ctx.secrets.wait_until_ready().await;
-        })
-        .await;
+    ctx.listed().await;
     let started = std::time::Instant::now();
     let key = ObjectRef::from_obj(&*obj);
     let result = reconcile_once(obj, &ctx).await;
@@ -294,20 +327,52 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
         .map_err(|e| format!("{}: {e}", spec_field(spec, e.field())))?;
     rules::validate(&spec.rules, rules::Backends::Services).map_err(|e| format!("spec.{e}"))?;
     route.rules = spec.rules.clone();
-    // The store holds URLs: a Service becomes its cluster DNS name, as a target does.
+    // A Service target is served over the Service's endpoints (the target keeps its DNS
+    // name, for the status and for readers of the store that know no rules).
+    if let Some(service) = &spec.target.service {
+        route.rules.push(rules::Rule {
+            backend_refs: vec![rules::BackendRef {
+                service: Some(rules::ServiceRef {
+                    name: service.name.clone(),
+                    port: u16::try_from(service.port).unwrap_or_default(),
+                    namespace: None,
+                }),
+                ..rules::BackendRef::default()
+            }],
+            ..rules::Rule::default()
+        });
+    }
+    // The store holds a Service with its ready endpoints (none: the proxy answers 503).
+    let index = ctx.index();
     for rule in &mut route.rules {
         for backend in rule.backends_mut() {
-            if let Some(service) = backend.service.take() {
-                backend.url = Some(service_url(
-                    &service.name,
-                    service.port.into(),
-                    namespace,
-                    &ctx.cluster_domain,
-                ));
+            if let Some(service) = &mut backend.service {
+                service.namespace = Some(namespace.to_owned());
+                backend.endpoints = index
+                    .resolve(namespace, &service.name, service.port, false)
+                    .unwrap_or_default();
             }
         }
     }
     Ok(route)
+}
+
+/// The Services of `route` with no ready endpoint, in words for the status.
+fn unready(route: &Route) -> String {
+    let names: Vec<String> = route
+        .rules
+        .iter()
+        .flat_map(|rule| rule.backends())
+        .filter(|b| b.endpoints.is_empty())
+        .filter_map(|b| b.service.as_ref().map(|s| s.name.clone()))
+        .collect();
+    match names.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; no ready endpoints (answered 503): Service {}",
+            names.join(", ")
+        ),
+    }
 }
 
 /// Every Service a spec names: its target's and its rules' backends' (mirrors included).
@@ -463,8 +528,10 @@ async fn apply(api: &Api<CeryxRoute>, obj: &CeryxRoute, ctx: &Context) -> Result
                     programmed: Verdict::yes(
                         "Programmed",
                         format!(
-                            "Served by every proxy: {} -> {}{tls}",
-                            route.source, route.target
+                            "Served by every proxy: {} -> {}{tls}{}",
+                            route.source,
+                            route.target,
+                            unready(&route)
                         ),
                     ),
                     source: Some(route.source.clone()),

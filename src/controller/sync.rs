@@ -4,15 +4,12 @@
 //! object how it fared (Events, and `status.loadBalancer` on Ingresses).
 
 use super::claim::{Claim, Origin};
-use super::endpoints::Index;
 use super::hosts::{self, Merged, OWNER, Problem};
 use super::ingress;
 use super::reconcile::{Context, Error, secret_certificate};
 use crate::route::Route;
 use crate::store::{CertificatePem, Change, StoreError, Writer};
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -42,12 +39,10 @@ pub struct Publish {
     pub service: Option<String>,
 }
 
-/// The caches the watches keep.
+/// The caches of this module's own watches.
 struct Watched {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
 }
 
 /// What this process last did, so a sync writes and reports only what changed.
@@ -68,43 +63,22 @@ struct Memory {
 
 /// Runs until `shutdown`: a sync after every change the watches see.
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let changed = Arc::new(Notify::new());
+    // Services, EndpointSlices and Secrets are the reconciler's watches, which wake
+    // `ctx.changed` too.
+    let changed = ctx.changed.clone();
     let (ingresses, a) = watch::<Ingress>(&ctx.client, &changed);
     let (classes, b) = watch::<IngressClass>(&ctx.client, &changed);
-    let (services, c) = watch::<Service>(&ctx.client, &changed);
-    let (slices, d) = watch::<EndpointSlice>(&ctx.client, &changed);
-    // Secrets are read by the reconciler's metadata cache; this watch only wakes the merge.
-    let secrets = {
-        let changed = changed.clone();
-        let api = Api::<kube::core::PartialObjectMeta<Secret>>::all(ctx.client.clone());
-        tokio::spawn(
-            watcher(api, watcher::Config::default().any_semantic())
-                .default_backoff()
-                .touched_objects()
-                .for_each(move |_| {
-                    changed.notify_one();
-                    std::future::ready(())
-                }),
-        )
-    };
-    let watched = Watched {
-        ingresses,
-        classes,
-        services,
-        slices,
-    };
+    let watched = Watched { ingresses, classes };
     let mut memory = Memory::default();
     let mut notices = ctx.store.subscribe();
-    for store in [
-        watched.ingresses.wait_until_ready().await.is_ok(),
-        watched.classes.wait_until_ready().await.is_ok(),
-        watched.services.wait_until_ready().await.is_ok(),
-        watched.slices.wait_until_ready().await.is_ok(),
-    ] {
-        if !store {
-            return;
-        }
+    // (The reconciler's stores are waited for through `listed`: a store wakes only one
+    // of the tasks waiting for it.)
+    let ready = watched.ingresses.wait_until_ready().await.is_ok()
+        && watched.classes.wait_until_ready().await.is_ok();
+    if !ready {
+        return;
     }
+    ctx.listed().await;
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -135,9 +109,8 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         crate::telemetry::reconcile(wait.is_zero(), started.elapsed());
     }
-    for task in [a, b, c, d, secrets] {
-        task.abort();
-    }
+    a.abort();
+    b.abort();
 }
 
 /// A cache of every `K`, and the task that keeps it (waking `changed` on each change).
@@ -182,7 +155,7 @@ async fn sync(ctx: &Context, watched: &Watched, memory: &mut Memory) -> Result<(
         return Err(Error::NotLeader);
     }
     let classes = watched.classes.state();
-    let index = Index::new(watched.services.state(), watched.slices.state());
+    let index = ctx.index();
     let ours: Vec<(Origin, Arc<Ingress>)> = watched
         .ingresses
         .state()
@@ -199,13 +172,18 @@ async fn sync(ctx: &Context, watched: &Watched, memory: &mut Memory) -> Result<(
         translation.push((origin, translated.problems));
     }
     let mut merged = hosts::merge(claims, &index);
+    tracing::debug!(
+        ingresses = ours.len(),
+        hosts = merged.hosts.len(),
+        "Ingresses merged"
+    );
     for (origin, problems) in translation {
         for problem in problems {
             merged.report(origin, problem.reason, problem.message);
         }
     }
     write(ctx, &mut merged, memory).await?;
-    let addresses = addresses(ctx, &watched.services);
+    let addresses = addresses(ctx);
     for (origin, obj) in &ours {
         report(ctx, origin, &**obj, &merged, memory).await?;
         publish_status(ctx, obj, &addresses).await?;
@@ -373,14 +351,16 @@ where
 }
 
 /// The addresses published on the objects this install serves.
-fn addresses(ctx: &Context, services: &Store<Service>) -> Vec<String> {
+fn addresses(ctx: &Context) -> Vec<String> {
     let mut addresses = ctx.publish.addresses.clone();
     if let Some((namespace, name)) = ctx
         .publish
         .service
         .as_deref()
         .and_then(|s| s.split_once('/'))
-        && let Some(service) = services.get(&reflector::ObjectRef::new(name).within(namespace))
+        && let Some(service) = ctx
+            .services
+            .get(&reflector::ObjectRef::new(name).within(namespace))
     {
         let balancer = service
             .status
