@@ -827,10 +827,16 @@ rules:
             .as_deref(),
         Some("web")
     );
+    // The store holds the Service with its ready endpoints: none here, so 503.
     let stored = w.redis.store().get("shop.test").await.unwrap().unwrap();
-    assert_eq!(
-        stored.rules[1].backend_refs[0].url.as_deref(),
-        Some(format!("http://cart.{}.svc.cluster.local:8080", w.ns).as_str())
+    let cart = &stored.rules[1].backend_refs[0];
+    assert_eq!(cart.service.as_ref().map(|s| s.name.as_str()), Some("cart"));
+    assert!(cart.url.is_none() && cart.endpoints.is_empty(), "{cart:?}");
+    assert!(
+        w.condition("shop", "Programmed")
+            .unwrap()
+            .2
+            .contains("no ready endpoints (answered 503): Service cart")
     );
 
     // The schema takes any string as a pattern; the controller compiles it.
