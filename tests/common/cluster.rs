@@ -142,6 +142,9 @@ impl ControlPlane {
             established.push("--timeout=30s".to_owned());
             let args: Vec<&str> = established.iter().map(String::as_str).collect();
             self.kubectl_ok(&args);
+            // kubectl cached discovery while the CRDs were still being set up; reading
+            // it afresh lets `kubectl get <category>` find them.
+            self.kubectl_ok(&["api-resources", "--cached=false", "-o", "name"]);
             warnings
         })
     }
