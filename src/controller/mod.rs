@@ -2,6 +2,7 @@
 
 pub(crate) mod claim;
 pub mod crd;
+pub(crate) mod gateway;
 pub mod leader;
 pub mod reconcile;
 
