@@ -3,4 +3,6 @@
 //! an implementation.
 #![allow(dead_code)] // wired by the hosts merge
 
+pub(crate) mod status;
+pub(crate) mod translate;
 pub(crate) mod types;
