@@ -164,6 +164,15 @@ pub struct ControllerArgs {
     /// and the Lease name.
     #[arg(long, env = "CERYX_INSTALL_ID", value_parser = install_id)]
     pub install_id: Option<String>,
+    /// Addresses (IPs or host names, comma-separated) where the proxies are reachable,
+    /// published in the status of the Ingresses and Gateways this controller serves
+    /// (for external-dns, Argo CD, `kubectl get ingress`).
+    #[arg(long, env = "CERYX_PUBLISH_ADDRESS", value_delimiter = ',')]
+    pub publish_address: Vec<String>,
+    /// The proxies' Service, `<namespace>/<name>`: its load balancer's addresses (or
+    /// external IPs) are published too.
+    #[arg(long, env = "CERYX_PUBLISH_SERVICE")]
+    pub publish_service: Option<String>,
 }
 
 /// A class name: a DNS-1123 subdomain short enough to prefix the class's finalizer.

@@ -215,6 +215,10 @@ async fn run_controller(
         args.ingress_class.clone(),
         install,
     );
+    ctx.publish = controller::sync::Publish {
+        addresses: args.publish_address.clone(),
+        service: args.publish_service.clone(),
+    };
     tracing::info!(class = %ctx.class, install = %ctx.install, "controller starting");
     const CRD_HINT: &str =
         "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)";

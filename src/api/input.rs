@@ -151,7 +151,7 @@ fn parse_rules(value: Option<&Value>) -> Result<Vec<Rule>, String> {
         let path = if path == "." { String::new() } else { path };
         format!("rules{path}: {}", e.into_inner())
     })?;
-    rules::validate(&rules, false).map_err(|e| e.to_string())?;
+    rules::validate(&rules, rules::Backends::Urls).map_err(|e| e.to_string())?;
     Ok(rules)
 }
 

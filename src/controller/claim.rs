@@ -45,6 +45,9 @@ pub(crate) struct Claim {
     pub rules: Vec<Rule>,
     /// Plain HTTP is answered with a redirect to HTTPS.
     pub enforce_https: bool,
+    /// The Service backends speak TLS whatever their `appProtocol` says (ingress-nginx's
+    /// `backend-protocol: HTTPS`).
+    pub backend_tls: bool,
     /// The certificate for `host`, from a `kubernetes.io/tls` Secret.
     pub tls: Option<SecretRef>,
 }

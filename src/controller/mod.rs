@@ -1,10 +1,15 @@
-//! The Kubernetes side: the `CeryxRoute` custom resource and its reconciler.
+//! The Kubernetes side: the `CeryxRoute` custom resource and its reconciler, and the
+//! merge of Ingresses (and HTTPRoutes) into the store.
 
 pub(crate) mod claim;
 pub mod crd;
+pub(crate) mod endpoints;
 pub(crate) mod gateway;
+pub(crate) mod hosts;
+pub(crate) mod ingress;
 pub mod leader;
 pub mod reconcile;
+pub mod sync;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 
@@ -118,6 +123,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
             }
         }
     });
+    let merged = tokio::spawn(sync::run(ctx.clone(), shutdown.clone()));
     let by_service = routes.clone();
     let by_secret = routes.clone();
     controller
@@ -146,6 +152,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         })
         .await;
     gc.abort();
+    merged.abort();
     replay.abort();
     notices.abort();
     Ok(())

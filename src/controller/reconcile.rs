@@ -3,7 +3,9 @@
 //! but only while the resource still owns it.
 
 use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
+use super::hosts;
 use super::leader::Leadership;
+use super::sync::Publish;
 use crate::certificate;
 use crate::route::{Field, Route, Settings, normalize_source, rules};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
@@ -76,6 +78,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Whether this replica leads (checked before every write).
     pub leadership: Leadership,
+    /// Where the proxies are reachable, published on Ingresses and Gateways.
+    pub publish: Publish,
     /// Services' metadata, kept by the controller's watch.
     pub services: Store<PartialObjectMeta<Service>>,
     /// Secrets' metadata, kept by the controller's watch.
@@ -113,6 +117,7 @@ impl Context {
             install,
             recorder,
             leadership: Leadership::always(),
+            publish: Publish::default(),
             services: reflector::store().0,
             secrets: reflector::store().0,
             certificates: Mutex::default(),
@@ -287,7 +292,7 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
         .ok_or_else(|| "spec.target: needs exactly one of url or service".to_owned())?;
     let mut route = Route::new(&spec.source, &target, settings)
         .map_err(|e| format!("{}: {e}", spec_field(spec, e.field())))?;
-    rules::validate(&spec.rules, true).map_err(|e| format!("spec.{e}"))?;
+    rules::validate(&spec.rules, rules::Backends::Services).map_err(|e| format!("spec.{e}"))?;
     route.rules = spec.rules.clone();
     // The store holds URLs: a Service becomes its cluster DNS name, as a target does.
     for rule in &mut route.rules {
@@ -552,13 +557,20 @@ async fn write(
 
 /// Why a host is not this resource's: who holds it, in words for the status.
 fn owned_by(source: &str, holder: &str, ctx: &Context) -> String {
+    format!("Host {source} is owned by {}", holder_words(holder, ctx))
+}
+
+/// The holder of a host, as recorded in the store, in words for a status or an Event.
+pub(super) fn holder_words(holder: &str, ctx: &Context) -> String {
     let holder = Holder::parse(holder);
+    let what = if holder.resource == hosts::OWNER {
+        "Ingress and HTTPRoute objects".to_owned()
+    } else {
+        format!("CeryxRoute {}", holder.resource)
+    };
     match holder.install {
-        Some(install) if install != ctx.install => format!(
-            "Host {source} is owned by CeryxRoute {} of another install ({install})",
-            holder.resource
-        ),
-        _ => format!("Host {source} is owned by CeryxRoute {}", holder.resource),
+        Some(install) if install != ctx.install => format!("{what} of another install ({install})"),
+        _ => what,
     }
 }
 
@@ -619,7 +631,7 @@ async fn sync_certificate(
 
 /// The certificate of Secret `namespace/name`, read from the API server only when the
 /// watch saw a version not read yet.
-async fn secret_certificate(
+pub(super) async fn secret_certificate(
     ctx: &Context,
     namespace: &str,
     name: &str,
@@ -679,7 +691,8 @@ async fn yields_to(
     ctx: &Context,
 ) -> Result<Option<Option<CeryxRoute>>, Error> {
     let holder = Holder::parse(holder);
-    if !holder.local_to(&ctx.install) {
+    // The merged hosts of Ingresses and HTTPRoutes are held as long as they are asked for.
+    if !holder.local_to(&ctx.install) || holder.resource == hosts::OWNER {
         return Ok(None);
     }
     let Some((namespace, name)) = holder.resource.split_once('/') else {
@@ -889,7 +902,9 @@ pub async fn collect_garbage(ctx: &Context) -> Result<usize, Error> {
     for (source, owner) in owned {
         // Another install's routes, and those recorded before installs were, are not
         // this controller's to judge.
-        if Holder::parse(&owner).install != Some(ctx.install.as_str())
+        let holder = Holder::parse(&owner);
+        if holder.install != Some(ctx.install.as_str())
+            || holder.resource == hosts::OWNER
             || wanted.contains(&(source.clone(), owner.clone()))
         {
             continue;

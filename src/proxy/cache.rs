@@ -10,7 +10,7 @@
 
 use super::routing::RuleTable;
 use crate::certificate::Slot;
-use crate::route::{Route, Upstream, WILDCARD};
+use crate::route::{self, Route, Upstream, WILDCARD};
 use crate::store::{CertificatePem, Change, Progress, RouteStore, StoreError, Subscription};
 use crate::telemetry::{self, RouteMetrics};
 use std::collections::{HashMap, HashSet};
@@ -430,7 +430,9 @@ impl RouteCache {
             let previous = table.entries.get(*key).and_then(|e| e.route.as_ref());
             let route = route.map(|(route, rules)| {
                 Arc::new(Resolved {
-                    upstream: Upstream::parse(&route.target).ok(),
+                    upstream: Upstream::parse(&route.target)
+                        .ok()
+                        .filter(|_| !route::is_unrouted(&route.target)),
                     rules,
                     route,
                     metrics: OnceLock::new(),

@@ -36,6 +36,12 @@ pub(crate) enum ProxyError {
     /// endpoint): 500, as the Gateway API says.
     #[error("no backend is available for this request")]
     NoBackend,
+    /// The rule's backend is a Kubernetes Service with no ready endpoint.
+    #[error("Service {0} has no ready endpoints")]
+    NoEndpoints(String),
+    /// The host is served by rules and none takes the request's path.
+    #[error("no rule of this host takes the path")]
+    NoRule,
     /// The request came back to this proxy: its route points at the proxy itself.
     #[error("the request looped back to this proxy")]
     LoopDetected,
@@ -54,6 +60,8 @@ impl ProxyError {
             ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
             ProxyError::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoRule => StatusCode::NOT_FOUND,
         }
     }
 

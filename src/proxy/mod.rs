@@ -27,7 +27,7 @@ pub use cache::RouteCache;
 pub use config::Config;
 pub use forward::ClientError;
 
-use crate::route::{Mode, normalize_host, redirect_location};
+use crate::route::{self, Mode, normalize_host, redirect_location};
 use crate::store::RouteStore;
 use access_log::AccessLog;
 use body::Body;
@@ -218,11 +218,17 @@ impl Proxy {
                     via = Some(Via::Endpoints(set, matched.retry.as_ref()))
                 }
                 Destination::Unavailable => return Err(ProxyError::NoBackend),
+                Destination::NoEndpoints(service) => {
+                    return Err(ProxyError::NoEndpoints(service.to_owned()));
+                }
             }
             rule = Some(matched);
             mirrors = copies;
         }
         let Some(via) = via else {
+            if route::is_unrouted(&resolved.route.target) {
+                return Err(ProxyError::NoRule);
+            }
             return Err(ProxyError::BadGateway(format!(
                 "route {} has an invalid target {:?}",
                 resolved.route.source, resolved.route.target

@@ -107,6 +107,8 @@ pub(crate) struct RetryPolicy {
 struct Backend {
     weight: u64,
     endpoints: Arc<EndpointSet>,
+    /// The Kubernetes Service it was resolved from, when that has no ready endpoint.
+    unready: Option<String>,
 }
 
 impl Backend {
@@ -134,9 +136,18 @@ impl Backend {
                 tracing::warn!(%error, "health check not started");
             }
         }
+        let unready = backend
+            .service
+            .as_ref()
+            .filter(|_| backend.endpoints.is_empty())
+            .map(|s| match &s.namespace {
+                Some(namespace) => format!("{namespace}/{}", s.name),
+                None => s.name.clone(),
+            });
         Backend {
             weight: u64::from(backend.weight()),
             endpoints,
+            unready,
         }
     }
 }
@@ -149,6 +160,8 @@ pub(crate) enum Destination<'a> {
     Backend(&'a Arc<EndpointSet>),
     /// Every backend has weight 0, or none can be used: 500, as the Gateway API says.
     Unavailable,
+    /// The backend is a Kubernetes Service with no ready endpoint (named): 503.
+    NoEndpoints(&'a str),
 }
 
 /// What a matching rule decided for a request.
@@ -395,6 +408,10 @@ impl CompiledRule {
             Some(backend) if !backend.endpoints.is_empty() => {
                 Destination::Backend(&backend.endpoints)
             }
+            Some(Backend {
+                unready: Some(service),
+                ..
+            }) => Destination::NoEndpoints(service),
             _ => Destination::Unavailable,
         }
     }
@@ -522,7 +539,7 @@ mod tests {
 
     fn table(rules: serde_json::Value) -> RuleTable {
         let rules: Vec<Rule> = serde_json::from_value(rules).unwrap();
-        rules::validate(&rules, false).unwrap();
+        rules::validate(&rules, rules::Backends::Urls).unwrap();
         RuleTable::new("t.test", &rules)
     }
 

@@ -12,6 +12,16 @@ pub const WILDCARD: &str = "$wildcard";
 /// Longest host name DNS allows.
 const MAX_HOST_LEN: usize = 253;
 
+/// The target of a host served by its rules alone (the controller writes it for hosts
+/// of Ingresses and HTTPRoutes): `.invalid` never resolves (RFC 6761), and the proxy
+/// answers a request no rule takes with 404 instead of trying it.
+pub const UNROUTED: &str = "http://unrouted.invalid";
+
+/// Whether `target` is [`UNROUTED`].
+pub(crate) fn is_unrouted(target: &str) -> bool {
+    target == UNROUTED
+}
+
 /// One route, in the JSON shape of Ceryx 0.6+.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {

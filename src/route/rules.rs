@@ -384,11 +384,23 @@ const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 ];
 
+/// Which kinds of backend a writer of rules may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backends {
+    /// URLs only: the REST API.
+    Urls,
+    /// URLs or a Service by name: a CeryxRoute's spec.
+    Services,
+    /// URLs, or a Service with the endpoints the controller resolved it to (possibly
+    /// none: the proxy answers 503): what the store holds.
+    Stored,
+}
+
 /// Checks what the types cannot: regular expressions compile, names and values are
 /// valid in HTTP, each filter and backend sets exactly the field its kind needs, URLs
-/// are targets, durations parse, codes are codes. `service` backends are accepted only
-/// when `services` (a CeryxRoute; the store holds URLs).
-pub(crate) fn validate(rules: &[Rule], services: bool) -> Result<(), RuleError> {
+/// are targets, durations parse, codes are codes; backends are of the kinds `backends`
+/// allows.
+pub(crate) fn validate(rules: &[Rule], services: Backends) -> Result<(), RuleError> {
     let at = |path: String, message: &str| RuleError {
         path,
         message: message.to_owned(),
@@ -509,7 +521,7 @@ fn validate_match(matched: &Match, here: &str) -> Result<(), RuleError> {
 fn validate_filter(
     filter: &Filter,
     rule: &Rule,
-    services: bool,
+    services: Backends,
     here: &str,
 ) -> Result<(), RuleError> {
     let at = |field: &str, message: &str| RuleError {
@@ -649,7 +661,7 @@ fn validate_filter(
     Ok(())
 }
 
-fn validate_backend(backend: &BackendRef, services: bool, here: &str) -> Result<(), RuleError> {
+fn validate_backend(backend: &BackendRef, services: Backends, here: &str) -> Result<(), RuleError> {
     let at = |field: &str, message: String| RuleError {
         path: if field.is_empty() {
             here.to_owned()
@@ -658,24 +670,29 @@ fn validate_backend(backend: &BackendRef, services: bool, here: &str) -> Result<
         },
         message,
     };
-    let given = [
+    let (url, endpoints, service) = (
         backend.url.is_some(),
         !backend.endpoints.is_empty(),
         backend.service.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        let kinds = if services {
-            "url, endpoints or service"
-        } else {
-            "url or endpoints"
+    );
+    let valid = match services {
+        Backends::Urls => u8::from(url) + u8::from(endpoints) == 1 && !service,
+        Backends::Services => u8::from(url) + u8::from(endpoints) + u8::from(service) == 1,
+        // A resolved Service keeps its name beside its endpoints.
+        Backends::Stored => (url && !endpoints && !service) || (!url && (endpoints || service)),
+    };
+    if !valid {
+        if service && services == Backends::Urls {
+            return Err(at(
+                "service",
+                "Only a CeryxRoute can name a Service.".into(),
+            ));
+        }
+        let kinds = match services {
+            Backends::Urls => "url or endpoints",
+            _ => "url, endpoints or service",
         };
         return Err(at("", format!("Needs exactly one of {kinds}.")));
-    }
-    if backend.service.is_some() && !services {
-        return Err(at(
-            "service",
-            "Only a CeryxRoute can name a Service.".into(),
-        ));
     }
     if backend.weight.is_some_and(|w| w > MAX_WEIGHT) {
         return Err(at("weight", "At most 1000000.".into()));
@@ -819,7 +836,7 @@ mod tests {
              "timeouts": {"request": "10s", "backendRequest": "2s"},
              "retry": {"attempts": 2, "codes": [502, 503, 504], "backoff": "100ms"}}]);
         let parsed = rules(value.clone());
-        validate(&parsed, false).unwrap();
+        validate(&parsed, Backends::Urls).unwrap();
         let mut expected = value;
         // Left-out defaults are not written back.
         expected[0]["matches"][0]["headers"][0]
@@ -887,11 +904,11 @@ mod tests {
             ),
         ];
         for (value, path) in cases {
-            let error = validate(&rules(value.clone()), false).unwrap_err();
+            let error = validate(&rules(value.clone()), Backends::Urls).unwrap_err();
             assert_eq!(error.path, path, "{value}: {error}");
         }
         let service = rules(json!([{"backendRefs": [{"service": {"name": "web", "port": 80}}]}]));
-        assert_eq!(validate(&service, true), Ok(()));
+        assert_eq!(validate(&service, Backends::Services), Ok(()));
     }
 
     #[test]

@@ -12,11 +12,11 @@ use super::types::{
 };
 use crate::controller::claim::{Claim, Origin, SecretRef};
 use crate::route::rules::{
-    self, BackendRef, Filter, FilterType, Header, HeaderModifier, Match, PathMatch, PathMatchType,
-    PathModifier, PathModifierType, RequestMirror, RequestRedirect, Retry, Rule, ServiceRef,
-    Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
+    self, BackendRef, Backends, Filter, FilterType, Header, HeaderModifier, Match, PathMatch,
+    PathMatchType, PathModifier, PathModifierType, RequestMirror, RequestRedirect, Retry, Rule,
+    ServiceRef, Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
 };
-use crate::route::{WILDCARD, normalize_source};
+use crate::route::{UNROUTED, WILDCARD, normalize_source};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -191,6 +191,7 @@ pub(crate) fn translate(route: &HttpRoute, cluster: &Cluster<'_>) -> RouteTransl
             host,
             rules: rules.rules.clone(),
             enforce_https: false,
+            backend_tls: false,
             tls,
         })
         .collect();
@@ -507,7 +508,7 @@ fn translate_rules(route: &HttpRoute, namespace: &str, cluster: &Cluster<'_>) ->
             )
         })
         .collect();
-    if let Err(e) = rules::validate(&rules, true) {
+    if let Err(e) = rules::validate(&rules, Backends::Services) {
         problems.unsupported(&format!("spec.{}", e.path), e.message);
     }
     Rules { rules, problems }
@@ -546,11 +547,11 @@ fn translate_rule(
             )
         })
         .collect();
-    let backend_refs = rule
+    let mut backend_refs = rule
         .backend_refs
         .iter()
         .enumerate()
-        .filter_map(|(b, backend)| {
+        .map(|(b, backend)| {
             let at = format!("{here}.backendRefs[{b}]");
             if !backend.filters.is_empty() {
                 problems.unsupported(
@@ -559,11 +560,19 @@ fn translate_rule(
                 );
             }
             let mut translated =
-                service_backend(&backend.backend, &at, namespace, cluster, problems)?;
-            translated.weight = backend.weight.map(|w| u32::try_from(w).unwrap_or(0));
-            Some(translated)
+                service_backend(&backend.backend, &at, namespace, cluster, problems)
+                    .unwrap_or_else(refused);
+            if translated.weight != Some(0) {
+                translated.weight = backend.weight.map(|w| u32::try_from(w).unwrap_or(0));
+            }
+            translated
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let redirects = rule.filters.iter().any(|f| f.kind == "RequestRedirect");
+    if backend_refs.is_empty() && !redirects {
+        // Nothing to forward to: 500, as the Gateway API says.
+        backend_refs.push(refused());
+    }
     Rule {
         matches,
         filters,
@@ -791,6 +800,17 @@ fn path_modifier(
         replace_full_path: path.replace_full_path.clone(),
         replace_prefix_match: path.replace_prefix_match.clone(),
     })
+}
+
+/// A backend that is never chosen, in place of one that cannot be used: its share of
+/// requests goes to the others, and a rule left with no other is answered 500 (the
+/// Gateway API's answer for a rule with no usable backend).
+fn refused() -> BackendRef {
+    BackendRef {
+        url: Some(UNROUTED.to_owned()),
+        weight: Some(0),
+        ..Default::default()
+    }
 }
 
 /// A Service backend in the route model, or `None` when it cannot be used (another
@@ -1227,10 +1247,11 @@ mod tests {
             "{}",
             t.parents[0].resolved.message
         );
-        // The refused backend is left out; the other still serves.
+        // The refused backend is never chosen; the other still serves.
         let backends = &t.claims[0].rules[0].backend_refs;
-        assert_eq!(backends.len(), 1);
+        assert_eq!(backends.len(), 2);
         assert_eq!(backends[0].service.as_ref().unwrap().name, "web");
+        assert_eq!(backends[1], refused());
 
         // A grant for another name, or from another namespace, is not enough.
         world.grants = vec![
@@ -1276,17 +1297,22 @@ mod tests {
             ));
             (
                 verdict(&t.parents[0].resolved),
-                t.claims[0].rules[0].backend_refs.len(),
+                t.claims[0].rules[0].backend_refs.clone(),
             )
         };
+        // Another kind is never chosen: with no other backend, the rule answers 500.
         assert_eq!(
             resolved(json!([{"group": "example.com", "kind": "Bucket", "name": "b"}])),
-            ((false, "InvalidKind"), 0)
+            ((false, "InvalidKind"), vec![refused()])
         );
         // A missing Service is kept: it resolves to no endpoints until it exists.
+        let (verdict, backends) = resolved(json!([{"name": "missing", "port": 80}]));
+        assert_eq!(verdict, (false, "BackendNotFound"));
+        assert_eq!(backends[0].service.as_ref().unwrap().name, "missing");
+        // A rule with no backend at all answers 500 too, unless it redirects.
         assert_eq!(
-            resolved(json!([{"name": "missing", "port": 80}])),
-            ((false, "BackendNotFound"), 1)
+            resolved(json!([])),
+            ((true, "ResolvedRefs"), vec![refused()])
         );
     }
 

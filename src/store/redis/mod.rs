@@ -11,7 +11,7 @@ use super::error::StoreError;
 use super::notice::{Change, Notices, Subscription};
 use super::route_store::{CertificatePem, RouteStore};
 use super::writer::Writer;
-use crate::route::rules::validate;
+use crate::route::rules::{Backends, validate};
 use crate::route::{Mode, Route, Rule, Settings, normalize_target};
 use async_trait::async_trait;
 use keys::Keys;
@@ -544,7 +544,7 @@ pub(crate) fn parse_route(
     let rules = rules.map_or_else(Vec::new, |json| {
         serde_json::from_str::<Vec<Rule>>(&json)
             .map_err(|e| e.to_string())
-            .and_then(|rules| validate(&rules, false).map(|()| rules).map_err(|e| e.to_string()))
+            .and_then(|rules| validate(&rules, Backends::Stored).map(|()| rules).map_err(|e| e.to_string()))
             .unwrap_or_else(|error| {
                 tracing::warn!(%source, %error, "stored rules unreadable: serving the target alone");
                 Vec::new()
