@@ -156,6 +156,9 @@ impl ControlPlane {
             root().join("charts/ceryx").to_str().unwrap(),
             "--namespace",
             RELEASE_NAMESPACE,
+            // The Gateway API CRDs are installed here, so the controller may serve them.
+            "--set",
+            "gatewayAPI.enabled=true",
         ]);
         let wanted = [
             "ServiceAccount",
