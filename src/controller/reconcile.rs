@@ -80,6 +80,8 @@ pub struct Context {
     pub leadership: Leadership,
     /// Where the proxies are reachable, published on Ingresses and Gateways.
     pub publish: Publish,
+    /// The `controllerName` of the GatewayClasses this controller serves.
+    pub gateway_controller: String,
     /// Services' metadata, kept by the controller's watch.
     pub services: Store<PartialObjectMeta<Service>>,
     /// Secrets' metadata, kept by the controller's watch.
@@ -118,6 +120,7 @@ impl Context {
             recorder,
             leadership: Leadership::always(),
             publish: Publish::default(),
+            gateway_controller: super::gateway::translate::CONTROLLER_NAME.to_owned(),
             services: reflector::store().0,
             secrets: reflector::store().0,
             certificates: Mutex::default(),
