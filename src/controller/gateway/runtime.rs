@@ -155,11 +155,10 @@ pub(crate) fn translate_all(
             continue;
         };
         let translation = translate::translate(&route, &cluster);
-        let stale = route.status.as_ref().is_some_and(|s| {
-            s.parents
-                .iter()
-                .any(|p| p.controller_name == controller)
-        });
+        let stale = route
+            .status
+            .as_ref()
+            .is_some_and(|s| s.parents.iter().any(|p| p.controller_name == controller));
         if translation.parents.is_empty() && !stale {
             continue;
         }
