@@ -104,6 +104,7 @@ fn default_values_install_proxy_with_api_controller_and_a_trial_redis() {
             "Deployment/t-ceryx-controller",
             "Deployment/t-ceryx-proxy",
             "Deployment/t-ceryx-redis",
+            "IngressClass/ceryx",
             "NetworkPolicy/t-ceryx-api",
             "NetworkPolicy/t-ceryx-metrics",
             "NetworkPolicy/t-ceryx-proxy",
@@ -384,7 +385,8 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
 
 /// What the controller calls (tests/controller.rs asserts each call): watch and patch
 /// CeryxRoutes (finalizer), apply their status, publish Events, read and watch TLS
-/// Secrets, watch Service metadata, read the kube-system namespace (the cluster's
+/// Secrets, watch Services, EndpointSlices, Ingresses and IngressClasses, patch Ingress
+/// status, read the kube-system namespace (the cluster's
 /// identity) and nothing else of namespaces, hold a Lease (read it and replace it).
 #[test]
 fn rbac_grants_exactly_what_the_controller_calls() {
@@ -395,6 +397,9 @@ fn rbac_grants_exactly_what_the_controller_calls() {
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
     ]);
     let lease_rules = json!([

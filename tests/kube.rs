@@ -233,7 +233,7 @@ async fn every_example_is_served_and_kubectl_wait_and_get_behave() {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: storefront\nspec:\n  ports: [{port: 8080}]\n",
     );
     let (pem, der) = issue(&["shop.example.com"]);
-    tls_secret(plane, "shop", "shop-example-com-tls", &pem);
+    plane.tls_secret("shop", "shop-example-com-tls", &pem);
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap() {
         let path = entry.unwrap().path();
         // The example's placeholder backend becomes a real one on 127.0.0.1.
@@ -318,30 +318,6 @@ async fn every_example_is_served_and_kubectl_wait_and_get_behave() {
     let gone = client.get(proxy.addr, "docs.example.com", "/").await;
     assert_eq!(gone.status, StatusCode::SERVICE_UNAVAILABLE);
     controller.assert_nothing_forbidden();
-}
-
-/// A `kubernetes.io/tls` Secret holding `pem`, created or replaced.
-fn tls_secret(plane: &ControlPlane, ns: &str, name: &str, pem: &ceryx::store::CertificatePem) {
-    let bytes = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
-    let secret = k8s_openapi::api::core::v1::Secret {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            [
-                ("tls.crt".to_owned(), bytes(&pem.certificate)),
-                ("tls.key".to_owned(), bytes(&pem.key)),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    let mut json = serde_json::to_value(&secret).unwrap();
-    json["apiVersion"] = "v1".into();
-    json["kind"] = "Secret".into();
-    plane.apply_in(ns, &json.to_string());
 }
 
 #[tokio::test]
@@ -503,7 +479,7 @@ async fn a_tls_secret_is_served_by_sni_renewed_at_the_next_handshake_and_its_los
     let w = World::start_with(plane, "tls", &[("CERYX_HTTPS_ADDR", https.to_string())]).await;
     let upstream = Upstream::start("secure").await;
     let (pem, der) = issue(&["secure.test"]);
-    tls_secret(plane, &w.ns, "secure-tls", &pem);
+    plane.tls_secret(&w.ns, "secure-tls", &pem);
     w.apply_route(
         "secure",
         &format!(
@@ -519,7 +495,7 @@ async fn a_tls_secret_is_served_by_sni_renewed_at_the_next_handshake_and_its_los
     );
 
     let (renewed, renewed_der) = issue(&["secure.test"]);
-    tls_secret(plane, &w.ns, "secure-tls", &renewed);
+    plane.tls_secret(&w.ns, "secure-tls", &renewed);
     eventually(
         Duration::from_secs(10),
         "the renewed certificate",

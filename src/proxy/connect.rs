@@ -58,6 +58,7 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let deny = self.deny.clone();
+        let uri = loopback_for_localhost(uri);
         // An address literal is judged before any packet is sent; a name after connecting,
         // on the address it resolved to.
         let literal = uri
@@ -76,5 +77,45 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
             }
             Ok(stream)
         })
+    }
+}
+
+/// RFC 6761 §6.3: `localhost` and names under it are the loopback address, answered
+/// without asking DNS (as curl, browsers and systemd-resolved do).
+fn loopback_for_localhost(uri: http::Uri) -> http::Uri {
+    let local = uri.host().is_some_and(|h| {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        h == "localhost" || h.ends_with(".localhost")
+    });
+    if !local {
+        return uri;
+    }
+    let authority = match uri.port_u16() {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => "127.0.0.1".to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    match authority.parse() {
+        Ok(authority) => {
+            parts.authority = Some(authority);
+            http::Uri::from_parts(parts).unwrap_or(uri)
+        }
+        Err(_) => uri,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_for_localhost;
+
+    #[test]
+    fn localhost_names_are_loopback_without_dns() {
+        let at = |uri: &str| loopback_for_localhost(uri.parse().unwrap()).to_string();
+        assert_eq!(at("http://pod-a.localhost:8080/"), "http://127.0.0.1:8080/");
+        assert_eq!(at("https://LOCALHOST/"), "https://127.0.0.1/");
+        assert_eq!(
+            at("http://localhost.example:80/"),
+            "http://localhost.example:80/"
+        );
     }
 }

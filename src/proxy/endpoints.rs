@@ -374,13 +374,20 @@ impl EndpointState {
     /// The estimate decayed to `now` times the requests it would queue behind.
     fn cost(&self, now: u64) -> f64 {
         let bits = self.rtt.load(Relaxed);
+        let in_flight = self.in_flight.load(Relaxed);
         let rtt = if bits == UNMEASURED {
+            // A new endpoint (a pod just ready) is tried at once, one request at a time
+            // until it answers: under light load it would otherwise never be measured
+            // against peers that have been, and under heavy load it is not flooded.
+            if in_flight == 0 {
+                return 0.0;
+            }
             DEFAULT_RTT.as_nanos() as f64
         } else {
             let idle = now.saturating_sub(self.measured_at.load(Relaxed));
             (f64::from_bits(bits) * decay(idle)).max(MIN_RTT.as_nanos() as f64)
         };
-        rtt * (f64::from(self.in_flight.load(Relaxed)) + 1.0)
+        rtt * (f64::from(in_flight) + 1.0)
     }
 
     /// Peak EWMA: a sample above the estimate replaces it, one below is blended in by

@@ -177,6 +177,30 @@ impl ControlPlane {
         self.apply_in(RELEASE_NAMESPACE, &docs.join("\n---\n"));
     }
 
+    /// A `kubernetes.io/tls` Secret holding `pem`, created or replaced.
+    pub fn tls_secret(&self, ns: &str, name: &str, pem: &ceryx::store::CertificatePem) {
+        let bytes = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                [
+                    ("tls.crt".to_owned(), bytes(&pem.certificate)),
+                    ("tls.key".to_owned(), bytes(&pem.key)),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let mut json = serde_json::to_value(&secret).unwrap();
+        json["apiVersion"] = "v1".into();
+        json["kind"] = "Secret".into();
+        self.apply_in(ns, &json.to_string());
+    }
+
     /// Runs kubectl as the admin.
     pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
         kubectl_as(&self.kubeconfig, args, None)

@@ -1,0 +1,461 @@
+//! Ingresses against a real kube-apiserver: the real `ceryx controller` (under the
+//! chart's RBAC) and `ceryx proxy`, a real Redis, echo upstreams on 127.0.0.1 standing
+//! for pods. No endpoint controller runs here, so each test writes the EndpointSlices a
+//! cluster would (naming `*.localhost`, see [`World::slice`]). Each test has its own namespace, IngressClass, Redis and processes.
+
+mod common;
+
+use common::cluster::{ControlPlane, Controller};
+use common::tls::*;
+use common::*;
+use http::{Request, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A test's own world: namespace (also its IngressClass), Redis, controller, proxy.
+struct World {
+    plane: &'static ControlPlane,
+    ns: String,
+    _redis: RedisServer,
+    controller: Controller,
+    proxy: Process,
+    https: std::net::SocketAddr,
+    client: TestClient,
+}
+
+impl World {
+    /// Starts everything and creates the IngressClass `<ns>` (the cluster default when
+    /// `default`).
+    async fn start(plane: &'static ControlPlane, prefix: &str, default: bool) -> World {
+        let ns = plane.namespace(prefix);
+        let annotation = if default {
+            "\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}"
+        } else {
+            ""
+        };
+        plane.apply_in(
+            &ns,
+            &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {ns}{annotation}\nspec:\n  controller: ceryx.dev/ingress-controller\n"),
+        );
+        let redis = RedisServer::start().await;
+        let controller = Controller::start(
+            plane,
+            &redis,
+            &[
+                ("CERYX_INGRESS_CLASS", &ns),
+                ("CERYX_LEASE_NAME", &ns),
+                ("CERYX_PUBLISH_ADDRESS", "127.0.0.1"),
+            ],
+        )
+        .await;
+        let https: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let proxy = Process::start(
+            "proxy",
+            &[
+                ("CERYX_REDIS_URL", redis.url()),
+                ("CERYX_HTTPS_ADDR", https.to_string()),
+            ],
+        )
+        .await;
+        World {
+            plane,
+            ns,
+            _redis: redis,
+            controller,
+            proxy,
+            https,
+            client: TestClient::default(),
+        }
+    }
+
+    fn apply(&self, yaml: &str) {
+        let (_, stderr) = self.plane.apply_in(&self.ns, yaml);
+        assert!(stderr.is_empty(), "kubectl apply warned: {stderr}");
+    }
+
+    /// An Ingress of this test's class; `annotations` and `spec` as YAML lines.
+    fn ingress(&self, name: &str, annotations: &[(&str, &str)], spec: &str) {
+        let mut yaml =
+            format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n");
+        if !annotations.is_empty() {
+            yaml.push_str("  annotations:\n");
+            for (k, v) in annotations {
+                yaml.push_str(&format!("    {k}: {v:?}\n"));
+            }
+        }
+        yaml.push_str(&format!("spec:\n  ingressClassName: {}\n", self.ns));
+        for line in spec.lines() {
+            yaml.push_str(&format!("  {line}\n"));
+        }
+        self.apply(&yaml);
+    }
+
+    /// A Service with `ports` (YAML flow list).
+    fn service(&self, name: &str, ports: &str) {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports: {ports}\n"
+        ));
+    }
+
+    /// An EndpointSlice of Service `service` with one endpoint: `upstream`, as a pod
+    /// serving the Service port named `port_name` ("" for an unnamed one). The API server
+    /// refuses loopback IPs in slices, so the endpoint is `<slice>.localhost`, which the
+    /// proxy takes for 127.0.0.1 as RFC 6761 says (an `FQDN` slice); each slice has its
+    /// own port.
+    fn slice(&self, name: &str, service: &str, port_name: &str, upstream: &Upstream, ready: bool) {
+        // (kubectl warns that FQDN slices are deprecated.)
+        self.plane.apply_in(&self.ns, &format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: FQDN\nports: [{{name: {port_name:?}, port: {}, protocol: TCP}}]\nendpoints: [{{addresses: [{name}.localhost], conditions: {{ready: {ready}}}}}]\n",
+            upstream.addr.port()
+        ));
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.plane.kubectl_ok(&all)
+    }
+
+    async fn get(&self, host: &str, path: &str) -> Reply {
+        self.client.get(self.proxy.addr, host, path).await
+    }
+
+    /// Polls until `GET path` on `host` answers `status`; returns the reply.
+    async fn wait(&self, host: &str, path: &str, status: StatusCode) -> Reply {
+        let start = Instant::now();
+        loop {
+            let reply = self.get(host, path).await;
+            if reply.status == status {
+                return reply;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{host}{path} answered {} instead of {status}: {:?}\ncontroller log:\n{}",
+                reply.status,
+                reply.body,
+                self.controller.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Which upstreams answered `n` requests for `host` `path`, sent 8 at a time (as a
+    /// busy service gets them: one client's requests one after another all go to the
+    /// fastest endpoint), and how often.
+    async fn spread(&self, host: &str, path: &str, n: usize) -> BTreeMap<String, usize> {
+        let mut seen = BTreeMap::new();
+        for _ in 0..n.div_ceil(8) {
+            let replies =
+                futures_util::future::join_all((0..8).map(|_| self.get(host, path))).await;
+            for reply in replies {
+                let name = reply.upstream().unwrap_or_else(|| reply.status.to_string());
+                *seen.entry(name).or_default() += 1;
+            }
+        }
+        seen
+    }
+
+    /// The notes of the Events with `reason` on Ingress `name`.
+    fn events(&self, name: &str, reason: &str) -> Vec<String> {
+        let out = self.kubectl(&[
+            "get",
+            "events.events.k8s.io",
+            "-o",
+            "json",
+            "--field-selector",
+            &format!("regarding.kind=Ingress,regarding.name={name},reason={reason}"),
+        ]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Polls until an Event with `reason` on Ingress `name` says `words`.
+    async fn wait_event(&self, name: &str, reason: &str, words: &str) {
+        let what = format!("a {reason} Event on {name} saying {words:?}");
+        eventually(Duration::from_secs(20), &what, || async {
+            self.events(name, reason).iter().any(|n| n.contains(words))
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_ingress_is_served_as_written_over_the_ready_endpoints_of_its_services() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "ing", false).await;
+    let (web_a, web_b, api) = (
+        Upstream::start("web-a").await,
+        Upstream::start("web-b").await,
+        Upstream::start("api").await,
+    );
+    w.service("web", "[{name: http, port: 80}]");
+    w.service("api", "[{port: 8080}]");
+    w.service("empty", "[{port: 80}]");
+    w.slice("web-a", "web", "http", &web_a, true);
+    w.slice("web-b", "web", "http", &web_b, true);
+    w.slice("api", "api", "", &api, true);
+    let (pem, der) = issue(&["secure.test"]);
+    plane.tls_secret(&w.ns, "secure-tls", &pem);
+    w.ingress(
+        "shop",
+        &[],
+        "tls:\n- hosts: [secure.test]\n  secretName: secure-tls\nrules:\n\
+         - host: shop.test\n  http:\n    paths:\n\
+         \x20   - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n\
+         \x20   - {path: /health, pathType: Exact, backend: {service: {name: api, port: {number: 8080}}}}\n\
+         \x20   - {path: /empty, pathType: ImplementationSpecific, backend: {service: {name: empty, port: {number: 80}}}}\n\
+         - host: secure.test\n  http:\n    paths:\n\
+         \x20   - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}\n",
+    );
+
+    w.wait("shop.test", "/", StatusCode::OK).await;
+    let spread = w.spread("shop.test", "/catalog", 40).await;
+    assert!(
+        spread.get("web-a").is_some_and(|n| *n >= 5)
+            && spread.get("web-b").is_some_and(|n| *n >= 5),
+        "balanced over both endpoints: {spread:?}"
+    );
+    assert_eq!(
+        w.get("shop.test", "/health").await.upstream().as_deref(),
+        Some("api")
+    );
+    // Exact is exact: /health/x is the Prefix / rule's.
+    assert_ne!(
+        w.get("shop.test", "/health/x").await.upstream().as_deref(),
+        Some("api")
+    );
+
+    // A Service without endpoints: 503 saying so, and a Warning on the Ingress.
+    let empty = w.get("shop.test", "/empty/page").await;
+    assert_eq!(empty.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        String::from_utf8_lossy(&empty.body).contains("no ready endpoints"),
+        "{:?}",
+        empty.body
+    );
+    w.wait_event(
+        "shop",
+        "NoReadyEndpoints",
+        &format!("Service {}/empty", w.ns),
+    )
+    .await;
+
+    // TLS: the Secret's certificate by SNI; plain HTTP redirected (ssl-redirect's default).
+    let served = leaf(&connect(w.https, Some("secure.test"), &[b"http/1.1"]).await);
+    assert_eq!(served, der);
+    let plain = w.get("secure.test", "/api/v1").await;
+    assert_eq!(plain.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(plain.location(), "https://secure.test/api/v1");
+    // A path no rule of the host takes: 404.
+    let tls = connect(w.https, Some("secure.test"), &[b"http/1.1"]).await;
+    assert_eq!(get_over(tls, "secure.test").await.0, StatusCode::NOT_FOUND);
+
+    // status.loadBalancer, as external-dns and Argo CD read it.
+    eventually(Duration::from_secs(20), "status.loadBalancer", || async {
+        w.kubectl(&[
+            "get",
+            "ingress",
+            "shop",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]) == "127.0.0.1"
+    })
+    .await;
+    w.wait_event("shop", "Programmed", "secure.test, shop.test")
+        .await;
+
+    // An endpoint that stops being ready stops getting traffic within a second.
+    w.slice("web-b", "web", "http", &web_b, false);
+    let changed = Instant::now();
+    loop {
+        let spread = w.spread("shop.test", "/", 10).await;
+        if spread.keys().eq(["web-a"]) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "web-b still served: {spread:?}"
+        );
+    }
+    let hits = web_b.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        w.spread("shop.test", "/", 20)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["web-a"]
+    );
+    assert_eq!(web_b.hits.load(std::sync::atomic::Ordering::SeqCst), hits);
+
+    // Deleting the Ingress removes its hosts.
+    w.kubectl(&["delete", "ingress", "shop"]);
+    w.wait("shop.test", "/", StatusCode::SERVICE_UNAVAILABLE)
+        .await;
+    w.controller.assert_nothing_forbidden();
+}
+
+#[tokio::test]
+async fn ingresses_sharing_a_host_merge_and_the_older_keeps_a_contested_path() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "merge", false).await;
+    let (web, api, other) = (
+        Upstream::start("web").await,
+        Upstream::start("api").await,
+        Upstream::start("other").await,
+    );
+    for (name, upstream) in [("web", &web), ("api", &api), ("other", &other)] {
+        w.service(name, "[{port: 80}]");
+        w.slice(name, name, "", upstream, true);
+    }
+    let path = |p: &str, service: &str| {
+        format!(
+            "\x20   - {{path: {p}, pathType: Prefix, backend: {{service: {{name: {service}, port: {{number: 80}}}}}}}}\n"
+        )
+    };
+    let rules = |paths: String| format!("rules:\n- host: app.test\n  http:\n    paths:\n{paths}");
+    w.ingress("first", &[], &rules(path("/", "web")));
+    w.wait("app.test", "/", StatusCode::OK).await;
+    w.ingress(
+        "second",
+        &[],
+        &rules(path("/api", "api") + &path("/", "other")),
+    );
+    w.wait_event("second", "HostConflict", "served by Ingress")
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "/api from the second Ingress",
+        || async { w.get("app.test", "/api/users").await.upstream().as_deref() == Some("api") },
+    )
+    .await;
+    assert_eq!(
+        w.get("app.test", "/").await.upstream().as_deref(),
+        Some("web")
+    );
+    // The older one gone, the newer one takes its path.
+    w.kubectl(&["delete", "ingress", "first"]);
+    eventually(
+        Duration::from_secs(20),
+        "/ from the second Ingress",
+        || async { w.get("app.test", "/").await.upstream().as_deref() == Some("other") },
+    )
+    .await;
+    w.controller.assert_nothing_forbidden();
+}
+
+#[tokio::test]
+async fn ingress_nginx_annotations_behave_as_ingress_nginx_documents_them() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "nginx", true).await;
+    let web = Upstream::start("web").await;
+    w.service("web", "[{port: 80}]");
+    w.slice("web", "web", "", &web, true);
+    let one = |host: &str, path: &str, kind: &str| {
+        format!(
+            "rules:\n- host: {host}\n  http:\n    paths:\n    - {{path: {path:?}, pathType: {kind}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+        )
+    };
+    let n = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
+    w.ingress(
+        "rewrite",
+        &[(&n("rewrite-target"), "/$2"), (&n("use-regex"), "true")],
+        &one("rewrite.test", "/app(/|$)(.*)", "ImplementationSpecific"),
+    );
+    w.ingress(
+        "moved",
+        &[(&n("permanent-redirect"), "https://new.example/landing")],
+        &one("moved.test", "/", "Prefix"),
+    );
+    w.ingress(
+        "forced",
+        &[(&n("force-ssl-redirect"), "true")],
+        &one("forced.test", "/", "Prefix"),
+    );
+    w.ingress(
+        "regex",
+        &[(&n("use-regex"), "true")],
+        &one("regex.test", "/v[0-9]+/items", "ImplementationSpecific"),
+    );
+    w.ingress(
+        "slow",
+        &[(&n("proxy-read-timeout"), "1")],
+        &one("slow.test", "/", "Prefix"),
+    );
+    w.ingress(
+        "odd",
+        &[(&n("configuration-snippet"), "more_set_headers \"X: y\";")],
+        &one("odd.test", "/", "Prefix"),
+    );
+    // No class named: the default class is this test's.
+    let classless = one("classless.test", "/", "Prefix");
+    w.apply(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: classless\nspec:\n{}",
+        classless
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    ));
+
+    let rewritten = w
+        .wait("rewrite.test", "/app/users?page=2", StatusCode::OK)
+        .await;
+    assert_eq!(rewritten.json()["path"], "/users?page=2");
+    assert_eq!(w.get("rewrite.test", "/app").await.json()["path"], "/");
+    assert_eq!(
+        w.get("rewrite.test", "/application").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let moved = w
+        .wait("moved.test", "/old", StatusCode::MOVED_PERMANENTLY)
+        .await;
+    assert_eq!(moved.location(), "https://new.example/landing");
+    let forced = w
+        .wait("forced.test", "/x", StatusCode::MOVED_PERMANENTLY)
+        .await;
+    assert_eq!(forced.location(), "https://forced.test/x");
+
+    w.wait("regex.test", "/v2/items", StatusCode::OK).await;
+    assert_eq!(
+        w.get("regex.test", "/V10/items/7").await.status,
+        StatusCode::OK,
+        "case-insensitive, anchored at the start only"
+    );
+    assert_eq!(
+        w.get("regex.test", "/vx/items").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    w.wait("slow.test", "/", StatusCode::OK).await;
+    let started = Instant::now();
+    let slow = w
+        .client
+        .send(
+            w.proxy.addr,
+            Request::get("/slow").header("host", "slow.test"),
+            "",
+        )
+        .await;
+    assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    w.wait("odd.test", "/", StatusCode::OK).await;
+    w.wait_event(
+        "odd",
+        "UnsupportedAnnotation",
+        "nginx.ingress.kubernetes.io/configuration-snippet",
+    )
+    .await;
+    w.wait("classless.test", "/", StatusCode::OK).await;
+    w.controller.assert_nothing_forbidden();
+}
