@@ -8,6 +8,7 @@
 mod common;
 
 use common::cluster::{ControlPlane, Controller};
+use common::tls::*;
 use common::*;
 use http::{Request, StatusCode};
 use serde_json::Value;
@@ -22,6 +23,7 @@ struct World {
     _redis: RedisServer,
     controller: Controller,
     proxy: Process,
+    https: std::net::SocketAddr,
     client: TestClient,
 }
 
@@ -45,13 +47,22 @@ impl World {
             ],
         )
         .await;
-        let proxy = Process::start("proxy", &[("CERYX_REDIS_URL", redis.url())]).await;
+        let https: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let proxy = Process::start(
+            "proxy",
+            &[
+                ("CERYX_REDIS_URL", redis.url()),
+                ("CERYX_HTTPS_ADDR", https.to_string()),
+            ],
+        )
+        .await;
         World {
             plane,
             ns,
             _redis: redis,
             controller,
             proxy,
+            https,
             client: TestClient::default(),
         }
     }
@@ -510,5 +521,145 @@ spec:
     );
     let ours = w.get(&ns, "gateway", "ours");
     assert_eq!(ours["status"]["listeners"][0]["attachedRoutes"], 1);
+    w.controller.assert_nothing_forbidden();
+}
+
+#[tokio::test]
+async fn an_https_listener_serves_its_certificate_by_sni_once_a_grant_lets_it_use_the_secret() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "gwtls").await;
+    let ns = w.ns.clone();
+    let certs = plane.namespace("gwtls-certs");
+    let web = Upstream::start("web").await;
+    w.service(&ns, "web", &web);
+    let (pem, der) = issue(&["secure.gwtls.test"]);
+    plane.tls_secret(&certs, "secure", &pem);
+    w.apply(
+        &ns,
+        &format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: edge
+spec:
+  gatewayClassName: {ns}
+  listeners:
+    - name: https
+      port: 443
+      protocol: HTTPS
+      hostname: secure.gwtls.test
+      tls: {{certificateRefs: [{{name: secure, namespace: {certs}}}]}}
+    - name: broken
+      port: 443
+      protocol: HTTPS
+      hostname: broken.gwtls.test
+      tls: {{certificateRefs: [{{name: missing}}]}}
+"#
+        ),
+    );
+    w.apply(
+        &ns,
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: site
+spec:
+  parentRefs: [{name: edge, sectionName: https}]
+  hostnames: [secure.gwtls.test]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+"#,
+    );
+    let listener = |g: &Value, name: &str| {
+        g["status"]["listeners"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    // The Secret is in another namespace: refused until a grant there allows it.
+    let gateway = w
+        .wait_object(&ns, "gateway", "edge", "https RefNotPermitted", |g| {
+            is(
+                &listener(g, "https")["conditions"],
+                "ResolvedRefs",
+                "False",
+                "RefNotPermitted",
+            )
+        })
+        .await;
+    let broken = listener(&gateway, "broken");
+    assert!(
+        is(
+            &broken["conditions"],
+            "ResolvedRefs",
+            "False",
+            "InvalidCertificateRef"
+        ),
+        "{broken}"
+    );
+    assert!(
+        is(&broken["conditions"], "Programmed", "False", "Invalid"),
+        "{broken}"
+    );
+    assert!(
+        is(
+            &gateway["status"]["conditions"],
+            "Accepted",
+            "False",
+            "ListenersNotValid"
+        ),
+        "{}",
+        gateway["status"]
+    );
+    w.wait("secure.gwtls.test", "/", &[], StatusCode::OK).await;
+    let sni = || async { leaf(&connect(w.https, Some("secure.gwtls.test"), &[b"http/1.1"]).await) };
+    assert_ne!(
+        sni().await,
+        der,
+        "not the Secret's certificate without a grant"
+    );
+
+    w.apply(
+        &certs,
+        &format!(
+            r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata:
+  name: gateways-of-{ns}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: {ns}}}]
+  to: [{{group: "", kind: Secret}}]
+"#
+        ),
+    );
+    let gateway = w
+        .wait_object(&ns, "gateway", "edge", "https resolved", |g| {
+            is(
+                &listener(g, "https")["conditions"],
+                "Programmed",
+                "True",
+                "Programmed",
+            )
+        })
+        .await;
+    assert_eq!(listener(&gateway, "https")["attachedRoutes"], 1);
+    assert!(
+        is(
+            &gateway["status"]["conditions"],
+            "Accepted",
+            "True",
+            "ListenersNotValid"
+        ),
+        "one listener of two is still broken: {}",
+        gateway["status"]
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the Secret's certificate by SNI",
+        || async { sni().await == der },
+    )
+    .await;
     w.controller.assert_nothing_forbidden();
 }

@@ -10,7 +10,7 @@ use crate::controller::claim::{Claim, Origin};
 use crate::controller::reconcile::{Context, Error, MANAGER};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -198,7 +198,10 @@ pub(crate) async fn publish(
         .collect();
     for class in &ours {
         let wanted = status::gateway_class_status(class, &watched.bundle_versions, &now);
-        if class.status.as_ref() != Some(&wanted) {
+        let current = class.status.clone().unwrap_or_default();
+        if !holds(&current.conditions, &wanted.conditions)
+            || current.supported_features != wanted.supported_features
+        {
             let api = Api::<GatewayClass>::all(ctx.client.clone());
             apply_status(ctx, &api, &**class, "GatewayClass", &wanted).await?;
         }
@@ -240,7 +243,11 @@ pub(crate) async fn publish(
             };
             status::gateway_status(&gateway, &gateway_ctx, &now)
         };
-        if gateway.status.as_ref() != Some(&wanted) {
+        let current = gateway.status.clone().unwrap_or_default();
+        if !holds(&current.conditions, &wanted.conditions)
+            || current.addresses != wanted.addresses
+            || current.listeners != wanted.listeners
+        {
             let api = Api::<Gateway>::namespaced(ctx.client.clone(), &namespace);
             apply_status(ctx, &api, &*gateway, "Gateway", &wanted).await?;
         }
@@ -266,6 +273,12 @@ pub(crate) async fn publish(
         }
     }
     Ok(())
+}
+
+/// Whether every condition in `wanted` is in `current` as it is: conditions of other
+/// types (another controller's) do not count, so they never cause a patch.
+fn holds(current: &[Condition], wanted: &[Condition]) -> bool {
+    wanted.iter().all(|w| current.contains(w))
 }
 
 /// Applies `status` to `obj` server-side, as the controller's field manager.
