@@ -40,31 +40,52 @@ pub(crate) struct Watched {
     pub bundle_versions: Vec<Option<String>>,
 }
 
-/// Whether to serve the Gateway API: the API server must serve it (its CRDs are
-/// installed) and let this controller read it (the chart's `gatewayAPI.enabled`).
-/// Either missing is logged once and the rest of the controller runs on.
+/// Whether to serve the Gateway API: the API server must serve `v1` of every kind Ceryx
+/// reads (CRDs of Gateway API v1.5 or later are installed) and let this controller read
+/// them (the chart's `gatewayAPI.enabled`). Anything missing is logged once and the rest
+/// of the controller runs on: a watch that cannot list would hold up the whole merge.
 pub(crate) async fn available(client: &kube::Client) -> bool {
-    let probe = Api::<GatewayClass>::all(client.clone())
-        .list_metadata(&ListParams::default().limit(1))
-        .await;
-    match probe {
-        Ok(_) => true,
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            tracing::info!(
-                "the Gateway API CRDs are not installed: Gateways and HTTPRoutes are not served (restart the controller once they are)"
-            );
-            false
-        }
-        Err(kube::Error::Api(e)) if e.code == 403 => {
-            tracing::warn!(message = %e.message, "not allowed to read the Gateway API: Gateways and HTTPRoutes are not served (the chart grants it with gatewayAPI.enabled=true)");
-            false
-        }
-        // Anything else passes: the watches retry with back-off.
-        Err(error) => {
-            tracing::warn!(%error, "could not probe the Gateway API; watching it anyway");
-            true
+    let params = ListParams::default().limit(1);
+    let probes = [
+        ("GatewayClass", probe::<GatewayClass>(client, &params).await),
+        ("Gateway", probe::<Gateway>(client, &params).await),
+        ("HTTPRoute", probe::<HttpRoute>(client, &params).await),
+        (
+            "ReferenceGrant",
+            probe::<ReferenceGrant>(client, &params).await,
+        ),
+    ];
+    for (kind, probe) in probes {
+        match probe {
+            Ok(()) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::info!(
+                    kind,
+                    "the API server does not serve gateway.networking.k8s.io/v1 {kind} (Gateway API CRDs v1.5 or later are not installed): Gateways and HTTPRoutes are not served (restart the controller once they are)"
+                );
+                return false;
+            }
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                tracing::warn!(kind, message = %e.message, "not allowed to read the Gateway API: Gateways and HTTPRoutes are not served (the chart grants it with gatewayAPI.enabled=true)");
+                return false;
+            }
+            // Anything else passes: the watches retry with back-off.
+            Err(error) => {
+                tracing::warn!(kind, %error, "could not probe the Gateway API; watching it anyway");
+            }
         }
     }
+    true
+}
+
+async fn probe<K>(client: &kube::Client, params: &ListParams) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Api::<K>::all(client.clone())
+        .list_metadata(params)
+        .await
+        .map(drop)
 }
 
 /// The bundle version of each CRD Ceryx uses (`None` where it cannot be read).
