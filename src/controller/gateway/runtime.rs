@@ -54,6 +54,8 @@ pub(crate) async fn available(client: &kube::Client) -> bool {
             "ReferenceGrant",
             probe::<ReferenceGrant>(client, &params).await,
         ),
+        // Listeners may admit routes by namespace label.
+        ("Namespace", probe::<Namespace>(client, &params).await),
     ];
     for (kind, probe) in probes {
         match probe {
