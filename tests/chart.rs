@@ -491,6 +491,19 @@ fn gateway_api_access_and_the_gateway_class_come_when_asked() {
         ])
     );
 
+    // The manifests for installs without Helm grant the same.
+    let plain_gateway = std::fs::read_to_string("deploy/controller-rbac-gateway-api.yaml").unwrap();
+    let plain_gateway: Vec<Value> = serde_yaml::Deserializer::from_str(&plain_gateway)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    assert_eq!(
+        json!(granted[plain.len()..]),
+        plain_gateway
+            .iter()
+            .find(|o| o["kind"] == "ClusterRole")
+            .unwrap()["rules"]
+    );
+
     let objects = render(&[
         "--set",
         "gatewayAPI.enabled=true",
