@@ -173,6 +173,14 @@ pub struct ControllerArgs {
     /// external IPs) are published too.
     #[arg(long, env = "CERYX_PUBLISH_SERVICE")]
     pub publish_service: Option<String>,
+    /// The `controllerName` of the GatewayClasses this controller serves (Gateway API);
+    /// installs sharing a cluster each need their own.
+    #[arg(
+        long,
+        env = "CERYX_GATEWAY_CONTROLLER_NAME",
+        default_value = "ceryx.dev/gateway-controller"
+    )]
+    pub gateway_controller_name: String,
 }
 
 /// A class name: a DNS-1123 subdomain short enough to prefix the class's finalizer.

@@ -219,6 +219,7 @@ async fn run_controller(
         addresses: args.publish_address.clone(),
         service: args.publish_service.clone(),
     };
+    ctx.gateway_controller = args.gateway_controller_name.clone();
     tracing::info!(class = %ctx.class, install = %ctx.install, "controller starting");
     const CRD_HINT: &str =
         "controller (is the CeryxRoute CRD installed? `ceryx crd | kubectl apply -f -`)";

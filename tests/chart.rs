@@ -446,6 +446,82 @@ fn rbac_grants_exactly_what_the_controller_calls() {
     assert_eq!(rules_of("Role"), lease_rules);
 }
 
+/// Gateway API support is asked for: the controller may read the Gateway API objects
+/// and namespaces, patch their status and read the version of the four CRDs it uses;
+/// the GatewayClass is created only on request, and only with that access.
+#[test]
+fn gateway_api_access_and_the_gateway_class_come_when_asked() {
+    let rules = |objects: &[Value]| {
+        find(objects, "ClusterRole", "t-ceryx-controller")["rules"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let plain = rules(&render(&[]));
+    assert!(
+        !plain
+            .iter()
+            .any(|r| r["apiGroups"][0] == "gateway.networking.k8s.io"),
+        "{plain:?}"
+    );
+    let objects = render(&["--set", "gatewayAPI.enabled=true"]);
+    assert!(
+        !kinds(&objects)
+            .iter()
+            .any(|k| k.starts_with("GatewayClass/"))
+    );
+    let granted = rules(&objects);
+    assert_eq!(granted[..plain.len()], plain[..]);
+    assert_eq!(
+        json!(granted[plain.len()..]),
+        json!([
+            {"apiGroups": ["gateway.networking.k8s.io"],
+             "resources": ["gatewayclasses", "gateways", "httproutes", "referencegrants"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["gateway.networking.k8s.io"],
+             "resources": ["gatewayclasses/status", "gateways/status", "httproutes/status"],
+             "verbs": ["patch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+             "resourceNames": ["gatewayclasses.gateway.networking.k8s.io",
+                               "gateways.gateway.networking.k8s.io",
+                               "httproutes.gateway.networking.k8s.io",
+                               "referencegrants.gateway.networking.k8s.io"],
+             "verbs": ["get"]},
+        ])
+    );
+
+    // The manifests for installs without Helm grant the same.
+    let plain_gateway = std::fs::read_to_string("deploy/controller-rbac-gateway-api.yaml").unwrap();
+    let plain_gateway: Vec<Value> = serde_yaml::Deserializer::from_str(&plain_gateway)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    assert_eq!(
+        json!(granted[plain.len()..]),
+        plain_gateway
+            .iter()
+            .find(|o| o["kind"] == "ClusterRole")
+            .unwrap()["rules"]
+    );
+
+    let objects = render(&[
+        "--set",
+        "gatewayAPI.enabled=true",
+        "--set",
+        "gatewayClass.create=true",
+        "--set",
+        "gatewayClass.name=edge",
+    ]);
+    let class = find(&objects, "GatewayClass", "edge");
+    assert_eq!(class["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "ceryx.dev/gateway-controller"
+    );
+    let refused = helm(&["template", "t", CHART, "--set", "gatewayClass.create=true"]).unwrap_err();
+    assert!(refused.contains("gatewayAPI.enabled"), "{refused}");
+}
+
 #[test]
 fn bad_values_fail_at_install_time_with_the_reason() {
     let fails = |set: &str, says: &str| {

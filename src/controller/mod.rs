@@ -4,6 +4,7 @@
 pub(crate) mod claim;
 pub mod crd;
 pub(crate) mod endpoints;
+pub(crate) mod gateway;
 pub(crate) mod hosts;
 pub(crate) mod ingress;
 pub mod leader;

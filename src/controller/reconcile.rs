@@ -82,6 +82,8 @@ pub struct Context {
     pub leadership: Leadership,
     /// Where the proxies are reachable, published on Ingresses and Gateways.
     pub publish: Publish,
+    /// The `controllerName` of the GatewayClasses this controller serves.
+    pub gateway_controller: String,
     /// Services, kept by the controller's watch.
     pub services: Store<Service>,
     /// EndpointSlices, kept by the controller's watch.
@@ -126,6 +128,7 @@ impl Context {
             recorder,
             leadership: Leadership::always(),
             publish: Publish::default(),
+            gateway_controller: super::gateway::translate::CONTROLLER_NAME.to_owned(),
             services: reflector::store().0,
             slices: reflector::store().0,
             index: Mutex::default(),

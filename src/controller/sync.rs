@@ -4,6 +4,7 @@
 //! object how it fared (Events, and `status.loadBalancer` on Ingresses).
 
 use super::claim::{Claim, Origin};
+use super::gateway;
 use super::hosts::{self, Merged, OWNER, Problem};
 use super::ingress;
 use super::reconcile::{Context, Error, secret_certificate};
@@ -43,6 +44,8 @@ pub struct Publish {
 struct Watched {
     ingresses: Store<Ingress>,
     classes: Store<IngressClass>,
+    /// The Gateway API's, when the cluster serves it to us.
+    gateway: Option<gateway::runtime::Watched>,
 }
 
 /// What this process last did, so a sync writes and reports only what changed.
@@ -68,7 +71,15 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let changed = ctx.changed.clone();
     let (ingresses, a) = watch::<Ingress>(&ctx.client, &changed);
     let (classes, b) = watch::<IngressClass>(&ctx.client, &changed);
-    let watched = Watched { ingresses, classes };
+    let (gateway, gateway_tasks) = match gateway::runtime::start(&ctx.client, &changed).await {
+        Some((watched, tasks)) => (Some(watched), tasks),
+        None => (None, Vec::new()),
+    };
+    let watched = Watched {
+        ingresses,
+        classes,
+        gateway,
+    };
     let mut memory = Memory::default();
     let mut notices = ctx.store.subscribe();
     // (The reconciler's stores are waited for through `listed`: a store wakes only one
@@ -79,6 +90,11 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         return;
     }
     ctx.listed().await;
+    if let Some(gateway) = &watched.gateway
+        && !gateway.ready().await
+    {
+        return;
+    }
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -109,12 +125,16 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         crate::telemetry::reconcile(wait.is_zero(), started.elapsed());
     }
-    a.abort();
-    b.abort();
+    for task in [a, b].into_iter().chain(gateway_tasks) {
+        task.abort();
+    }
 }
 
 /// A cache of every `K`, and the task that keeps it (waking `changed` on each change).
-fn watch<K>(client: &kube::Client, changed: &Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
+pub(super) fn watch<K>(
+    client: &kube::Client,
+    changed: &Arc<Notify>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K: Send + Sync + 'static,
@@ -171,6 +191,10 @@ async fn sync(ctx: &Context, watched: &Watched, memory: &mut Memory) -> Result<(
         claims.extend(translated.claims);
         translation.push((origin, translated.problems));
     }
+    let routes = watched.gateway.as_ref().map(|g| {
+        gateway::runtime::translate_all(&ctx.gateway_controller, g, &ctx.services, &ctx.secrets)
+    });
+    claims.extend(routes.iter().flat_map(|r| r.claims()));
     let mut merged = hosts::merge(claims, &index);
     tracing::debug!(
         ingresses = ours.len(),
@@ -188,7 +212,16 @@ async fn sync(ctx: &Context, watched: &Watched, memory: &mut Memory) -> Result<(
         report(ctx, origin, &**obj, &merged, memory).await?;
         publish_status(ctx, obj, &addresses).await?;
     }
-    let live: BTreeSet<&Origin> = ours.iter().map(|(o, _)| o).collect();
+    if let (Some(gateway), Some(routes)) = (&watched.gateway, &routes) {
+        for (origin, route, _) in &routes.routes {
+            report(ctx, origin, &**route, &merged, memory).await?;
+        }
+        gateway::runtime::publish(ctx, gateway, routes, &ctx.secrets, &addresses).await?;
+    }
+    let routes = routes
+        .iter()
+        .flat_map(|r| r.routes.iter().map(|(o, _, _)| o));
+    let live: BTreeSet<&Origin> = ours.iter().map(|(o, _)| o).chain(routes).collect();
     memory.reported.retain(|o, _| live.contains(o));
     memory.served.retain(|o, _| live.contains(o));
     Ok(())

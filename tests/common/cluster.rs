@@ -32,6 +32,21 @@ pub struct ControlPlane {
 static PLANE: OnceLock<Option<ControlPlane>> = OnceLock::new();
 static CERYX: OnceLock<String> = OnceLock::new();
 
+/// The CRD names in `crds/gateway-api/`: its files are named `<group>_<plural>.yaml`, and
+/// the one that is not a CRD (`_vap_…`, an admission policy) is left out.
+fn gateway_api_crds(dir: &Path) -> impl Iterator<Item = String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("crds/gateway-api/ exists (scripts/gateway-api-crds)")
+        .filter_map(|entry| {
+            let file = entry.ok()?.file_name().into_string().ok()?;
+            let (group, plural) = file.strip_suffix(".yaml")?.split_once('_')?;
+            (!plural.starts_with("vap_")).then(|| format!("{plural}.{group}"))
+        })
+        .collect();
+    names.sort();
+    names.into_iter()
+}
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -98,24 +113,38 @@ impl ControlPlane {
         }
     }
 
-    /// Once per control plane: `crds/` applied server-side, as the README says, and the
-    /// chart's ServiceAccounts and RBAC as `helm template` renders them, so that what
-    /// the controller may call is exactly what the chart grants. Returns what
-    /// `kubectl apply` wrote to stderr (warnings).
+    /// Once per control plane: `crds/` applied server-side, as the README says, the
+    /// Gateway API's standard channel from `crds/gateway-api/` as a cluster admin would
+    /// install it, and the chart's ServiceAccounts and RBAC as `helm template` renders
+    /// them, so that what the controller may call is exactly what the chart grants.
+    /// Returns what `kubectl apply` wrote to stderr for `crds/` (warnings).
     pub fn install_ceryx(&self) -> &'static str {
         CERYX.get_or_init(|| {
             let crds = root().join("crds");
             let out = self.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
             let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(out.status.success(), "applying crds/ failed: {warnings}");
+            let gateway_api = crds.join("gateway-api");
+            self.kubectl_ok(&[
+                "apply",
+                "--server-side",
+                "-f",
+                gateway_api.to_str().unwrap(),
+            ]);
             self.kubectl_ok(&["create", "namespace", RELEASE_NAMESPACE]);
             self.install_chart_rbac();
-            self.kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "crd/ceryxroutes.ceryx.dev",
-                "--timeout=30s",
-            ]);
+            let mut established = vec![
+                "wait".to_owned(),
+                "--for=condition=Established".to_owned(),
+                "crd/ceryxroutes.ceryx.dev".to_owned(),
+            ];
+            established.extend(gateway_api_crds(&gateway_api).map(|name| format!("crd/{name}")));
+            established.push("--timeout=30s".to_owned());
+            let args: Vec<&str> = established.iter().map(String::as_str).collect();
+            self.kubectl_ok(&args);
+            // kubectl cached discovery while the CRDs were still being set up; reading
+            // it afresh lets `kubectl get <category>` find them.
+            self.kubectl_ok(&["api-resources", "--cached=false", "-o", "name"]);
             warnings
         })
     }
@@ -127,6 +156,9 @@ impl ControlPlane {
             root().join("charts/ceryx").to_str().unwrap(),
             "--namespace",
             RELEASE_NAMESPACE,
+            // The Gateway API CRDs are installed here, so the controller may serve them.
+            "--set",
+            "gatewayAPI.enabled=true",
         ]);
         let wanted = [
             "ServiceAccount",
