@@ -333,10 +333,18 @@ fn helm_installs_upgrades_and_uninstalls_in_a_restricted_namespace() {
         BTreeSet::from(["Secret/edge-ceryx-api-token".to_owned()])
     );
 
-    // A second release in the same namespace: its own names and its own Lease, and the
-    // CRD (already there) is left as it is.
-    helm(plane, &["install", "second", CHART, "--namespace", &ns]);
-    let second = rendered("second", &ns, &[]);
+    // A second release in the same namespace, for its own class: its own names (its
+    // IngressClass too) and its own Lease, and the CRD (already there) is left as it is.
+    let class = ["--set", "className=second"];
+    helm(
+        plane,
+        &[
+            &["install", "second", CHART, "--namespace", &ns][..],
+            &class,
+        ]
+        .concat(),
+    );
+    let second = rendered("second", &ns, &class);
     assert!(second.is_disjoint(&production), "{second:?}");
     assert_eq!(existing(plane, &ns, &second), second);
     assert_eq!(
