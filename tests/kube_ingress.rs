@@ -516,3 +516,81 @@ async fn a_ceryxroute_service_target_is_served_over_the_services_ready_endpoints
     }
     w.controller.assert_nothing_forbidden();
 }
+
+/// The README's migration guide, as written: its ingress-nginx Ingress applied as it
+/// stands (nginx's class: not ours), then its `kubectl patch` line (with this test's
+/// class for `ceryx`).
+#[tokio::test]
+async fn the_readmes_move_from_ingress_nginx_works_as_written() {
+    let plane = ceryx_plane_or_skip!();
+    let w = World::start(plane, "migrate", false).await;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let guide = &readme[readme.find("<!-- ingress-nginx example").unwrap()..];
+    let block = |fence: &str| {
+        let start = guide.find(fence).unwrap() + fence.len();
+        let end = start + guide[start..].find("```").unwrap();
+        // The guide's code blocks are indented under a list item.
+        guide[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("   ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (yaml, patch) = (block("```yaml\n"), block("```sh\n"));
+    let (api, storefront) = (
+        Upstream::start("api").await,
+        Upstream::start("storefront").await,
+    );
+    w.service("api", "[{port: 8080}]");
+    w.service("storefront", "[{name: http, port: 80}]");
+    w.slice("api", "api", "", &api, true);
+    w.slice("storefront", "storefront", "http", &storefront, true);
+    w.plane.apply_in(&w.ns, &yaml);
+    assert_eq!(
+        w.get("shop.example.com", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ours yet"
+    );
+
+    let patch = patch.trim().replace("\"ceryx\"", &format!("{:?}", w.ns));
+    let args = shell_words(&patch);
+    assert_eq!(&args[..3], ["kubectl", "patch", "ingress"], "{patch}");
+    w.kubectl(&args[1..].iter().map(String::as_str).collect::<Vec<_>>());
+
+    w.wait("shop.example.com", "/", StatusCode::OK).await;
+    assert_eq!(
+        w.get("shop.example.com", "/cart")
+            .await
+            .upstream()
+            .as_deref(),
+        Some("storefront")
+    );
+    let api_reply = w.get("shop.example.com", "/api/orders?id=7").await;
+    assert_eq!(api_reply.upstream().as_deref(), Some("api"));
+    assert_eq!(api_reply.json()["path"], "/orders?id=7");
+    w.wait_event("shop", "UnsupportedAnnotation", "configuration-snippet")
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "the address in kubectl get ingress",
+        || async { w.kubectl(&["get", "ingress", "shop"]).contains("127.0.0.1") },
+    )
+    .await;
+    w.controller.assert_nothing_forbidden();
+}
+
+/// Splits a shell line on spaces, keeping single-quoted words whole.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        let (word, tail) = match rest.strip_prefix('\'') {
+            Some(quoted) => quoted.split_once('\'').unwrap(),
+            None => rest.split_once(' ').unwrap_or((rest, "")),
+        };
+        words.push(word.to_owned());
+        rest = tail.trim_start();
+    }
+    words
+}
