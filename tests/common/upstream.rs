@@ -31,7 +31,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// [`Upstream::start`] on a given address (a backend a test starts late, at the
+    /// address its route already names).
+    pub async fn start_at(name: &'static str, addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -124,11 +130,19 @@ async fn echo(
     }
     let method = req.method().to_string();
     let path = req.uri().to_string();
-    let body_len = match req.into_body().collect().await {
-        Ok(body) => body.to_bytes().len() as i64,
-        Err(_) => -1,
+    let (body_len, body) = match req.into_body().collect().await {
+        Ok(body) => {
+            let body = body.to_bytes();
+            // Small bodies are echoed whole, for tests that check them intact.
+            let echoed = match body.len() <= 64 << 10 {
+                true => String::from_utf8_lossy(&body).into_owned(),
+                false => String::new(),
+            };
+            (body.len() as i64, echoed)
+        }
+        Err(_) => (-1, String::new()),
     };
-    let json = serde_json::json!({"name": name, "method": method, "path": path, "headers": headers, "body_len": body_len});
+    let json = serde_json::json!({"name": name, "method": method, "path": path, "headers": headers, "body_len": body_len, "body": body});
     Ok(Response::builder()
         .header("content-type", "application/json")
         .header("connection", "keep-alive, x-upstream-private")
