@@ -57,6 +57,13 @@ impl Backend {
         });
     }
 
+    /// Puts the backend back to sleep: it stops, its connections closed.
+    fn stop(&self) {
+        if let Some((upstream, _)) = self.up.lock().unwrap().take() {
+            upstream.kill();
+        }
+    }
+
     /// When the upstream began to accept connections.
     fn up_since(&self) -> Instant {
         self.up.lock().unwrap().as_ref().expect("backend started").1
@@ -196,7 +203,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank - 1]
 }
 
-#[tokio::test]
+// Clients and upstream on threads of their own: the figures printed are the proxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_requests_for_a_sleeping_host_make_one_wake_and_are_all_served() {
     let redis = RedisServer::start().await;
     let ceryx = ceryx(&redis).await;
@@ -224,9 +232,30 @@ async fn fifty_requests_for_a_sleeping_host_make_one_wake_and_are_all_served() {
         .await;
     assert_eq!(reply.upstream().as_deref(), Some("woken"));
     assert_eq!(webhook.calls("/wake").len(), 1);
+    let metrics = scrape(&ceryx).await;
+    assert!(
+        metrics.contains("ceryx_wakes_total{outcome=\"woken\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ceryx_wake_duration_seconds_count 1\n"));
+    assert!(metrics.contains("ceryx_requests_held 0\n"));
+
+    // Asleep again: the next requests wake it again (the lock was let go).
+    backend.stop();
+    let arrivals = burst(&[ceryx.addr], "app.test", 6).await;
+    assert_eq!(arrivals.len(), 6);
+    assert_eq!(webhook.calls("/wake").len(), 2);
 }
 
-#[tokio::test]
+async fn scrape(ceryx: &Process) -> String {
+    let reply = TestClient::default()
+        .send(ceryx.api, Request::get("/metrics"), "")
+        .await;
+    String::from_utf8(reply.body.to_vec()).unwrap()
+}
+
+// Clients and upstream on threads of their own: the figures printed are the proxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxy_processes_sharing_redis_make_one_wake() {
     let redis = RedisServer::start().await;
     let env = [
@@ -425,8 +454,9 @@ async fn the_api_validates_stores_and_shows_the_wake_setting() {
 }
 
 /// The wake latency Ceryx adds: time from the backend accepting to the held requests
-/// being answered, over several wakes.
-#[tokio::test]
+/// being answered, over several wakes (the test's clients and upstream on threads of
+/// their own, so that they add little to the figure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wake_latency_added_by_ceryx() {
     let redis = RedisServer::start().await;
     let ceryx = ceryx(&redis).await;
@@ -465,4 +495,29 @@ async fn wake_latency_added_by_ceryx() {
         percentile(&added, 1.0)
     );
     assert!(p99 < 200.0, "p99 {p99} ms");
+}
+
+#[tokio::test]
+async fn without_redis_the_operators_page_is_shown_and_the_wake_held_in_process() {
+    let page = std::env::temp_dir().join(format!("ceryx-wake-page-{}.html", std::process::id()));
+    std::fs::write(&page, "<p>{{host}} is brewing</p>").unwrap();
+    let ceryx = Process::start("run", &[("CERYX_WAKE_PAGE", page.display().to_string())]).await;
+    let backend = Backend::asleep();
+    let webhook = Webhook::start(Some(backend.clone())).await;
+    let route = json!({"source": "brew.test", "target": backend.url(),
+        "wake": {"webhook": webhook.url("/wake"), "strategy": "page"}});
+    assert_eq!(put(&ceryx, &route).await.status, StatusCode::OK);
+    let client = TestClient::default();
+
+    let browser = Request::get("/")
+        .header("host", "brew.test")
+        .header("accept", "text/html");
+    let reply = client.send(ceryx.addr, browser, "").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(&reply.body[..], b"<p>brew.test is brewing</p>");
+    // Two more clients join the wake the page started: still one call.
+    let arrivals = burst(&[ceryx.addr], "brew.test", 2).await;
+    assert_eq!(arrivals.len(), 2);
+    assert_eq!(webhook.calls("/wake").len(), 1);
+    std::fs::remove_file(page).unwrap();
 }

@@ -27,6 +27,8 @@ pub struct Upstream {
     /// Requests received so far (counted when they arrive, before any answer).
     pub hits: Arc<AtomicUsize>,
     stop: CancellationToken,
+    /// Cancelled by [`Upstream::kill`]: open connections close too.
+    killed: CancellationToken,
 }
 
 impl Upstream {
@@ -41,6 +43,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let killed = CancellationToken::new();
+        let kill = killed.clone();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -52,16 +56,19 @@ impl Upstream {
                     _ = token.cancelled() => return,
                 };
                 accepted_count.fetch_add(1, Ordering::SeqCst);
-                let counter = counter.clone();
+                let (counter, kill) = (counter.clone(), kill.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         echo(name, req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let serving = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = serving => {}
+                        _ = kill.cancelled() => {}
+                    }
                 });
             }
         });
@@ -70,11 +77,18 @@ impl Upstream {
             connections,
             hits,
             stop,
+            killed,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops as a killed process does: no more connections, and the open ones closed.
+    pub fn kill(&self) {
+        self.stop.cancel();
+        self.killed.cancel();
     }
 }
 
