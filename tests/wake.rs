@@ -521,3 +521,24 @@ async fn without_redis_the_operators_page_is_shown_and_the_wake_held_in_process(
     assert_eq!(webhook.calls("/wake").len(), 1);
     std::fs::remove_file(page).unwrap();
 }
+
+#[tokio::test]
+async fn a_rule_backend_endpoint_is_held_and_woken_too() {
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let backend = Backend::asleep();
+    let webhook = Webhook::start(Some(backend.clone())).await;
+    let route = json!({"source": "rules.test", "target": "http://127.0.0.1:9",
+        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/post"}}],
+                   "backendRefs": [{"endpoints": [backend.url()]}]}],
+        "wake": {"webhook": webhook.url("/wake"), "timeout": "30s"}});
+    assert_eq!(put(&ceryx, &route).await.status, StatusCode::OK);
+    // Request 0 is a POST to /post/0, which the rule sends to the endpoint.
+    let (req, body) = request("rules.test", 0);
+    let reply = TestClient::default()
+        .send(ceryx.addr, req, body.clone())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["body"], body);
+    assert_eq!(webhook.calls("/wake").len(), 1);
+}

@@ -34,6 +34,7 @@ use crate::route::{
 use crate::store::RouteStore;
 use access_log::AccessLog;
 use body::Body;
+use endpoints::Outcome;
 use error::ProxyError;
 use forward::{Forward, Forwarded, Forwarder, Via};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -307,18 +308,34 @@ impl Proxy {
         route: &Route,
         wake: &Wake,
     ) -> Forwarded {
-        let picked;
-        let upstream: &Upstream = match &to.via {
-            Via::Upstream(upstream) => upstream,
+        let (upstream, picked) = match &to.via {
+            Via::Upstream(upstream) => ((*upstream).clone(), None),
             Via::Endpoints(set, _) => match set.pick(&[]) {
-                Some(endpoint) => {
-                    picked = endpoint;
-                    picked.upstream()
-                }
+                Some(picked) => (picked.upstream().clone(), Some(picked)),
                 None => return not_forwarded(ProxyError::NoBackend),
             },
         };
-        let mut refused = match self.forwarder.forward_or_refused(req, &to, upstream).await {
+        let forwarded = self
+            .hold_and_forward(req, &to, host, route, wake, &upstream)
+            .await;
+        // The endpoint learns of answers; a wait for it to wake is no failure of its own.
+        if let (Some(picked), Ok(response)) = (picked, &forwarded.response) {
+            picked.finish(Outcome::response(response.status(), forwarded.upstream));
+        }
+        forwarded
+    }
+
+    /// [`Proxy::forward_waking`] to one upstream.
+    async fn hold_and_forward(
+        &self,
+        req: Request<Incoming>,
+        to: &Forward<'_>,
+        host: &str,
+        route: &Route,
+        wake: &Wake,
+        upstream: &Upstream,
+    ) -> Forwarded {
+        let mut refused = match self.forwarder.forward_or_refused(req, to, upstream).await {
             Ok(forwarded) => return self.served(forwarded, host, route, wake),
             Err(refused) => refused,
         };
@@ -335,7 +352,7 @@ impl Proxy {
             let Some(woken) = self.waker.hold(host, route, wake, upstream, deadline).await else {
                 return not_forwarded(ProxyError::WakeTimeout(host.to_owned()));
             };
-            match self.forwarder.resend(refused, &to, upstream).await {
+            match self.forwarder.resend(refused, to, upstream).await {
                 Ok(forwarded) => {
                     woken.answered();
                     return self.served(forwarded, host, route, wake);

@@ -193,3 +193,72 @@ impl RouteStore for MemoryStore {
         self.notices.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lock_has_one_holder_until_let_go_or_expired() {
+        let store = MemoryStore::default();
+        let long = Duration::from_secs(60);
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "one", long)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .try_lock(Lock::Waking, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        // Another kind, another source: other locks.
+        assert!(
+            store
+                .try_lock(Lock::Sleeping, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .try_lock(Lock::Waking, "b", "two", long)
+                .await
+                .unwrap()
+        );
+        // Only the holder lets go.
+        store.unlock(Lock::Waking, "a", "two").await.unwrap();
+        assert!(
+            !store
+                .try_lock(Lock::Waking, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        store.unlock(Lock::Waking, "a", "one").await.unwrap();
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "two", Duration::ZERO)
+                .await
+                .unwrap()
+        );
+        // Expired at once.
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "one", long)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_served_time_only_moves_forward() {
+        let store = MemoryStore::default();
+        assert_eq!(store.served("a").await.unwrap(), None);
+        store.set_served("a", 20).await.unwrap();
+        store.set_served("a", 10).await.unwrap();
+        assert_eq!(store.served("a").await.unwrap(), Some(20));
+        store.clear_served("a").await.unwrap();
+        assert_eq!(store.served("a").await.unwrap(), None);
+    }
+}
