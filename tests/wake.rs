@@ -542,3 +542,49 @@ async fn a_rule_backend_endpoint_is_held_and_woken_too() {
     assert_eq!(reply.json()["body"], body);
     assert_eq!(webhook.calls("/wake").len(), 1);
 }
+
+#[tokio::test]
+async fn a_route_served_by_one_replica_is_not_put_to_sleep_by_another() {
+    let redis = RedisServer::start().await;
+    let env = [("CERYX_REDIS_URL", redis.url())];
+    let (a, b) = (
+        Process::start("proxy", &env).await,
+        Process::start("proxy", &env).await,
+    );
+    let upstream = Upstream::start("busy").await;
+    let webhook = Webhook::start(None).await;
+    let mut route = route("busy.test", &upstream.url());
+    route.wake = Some(
+        serde_json::from_value(json!({"webhook": webhook.url("/wake"),
+            "sleepWebhook": webhook.url("/sleep"), "idleAfter": "1s"}))
+        .unwrap(),
+    );
+    redis.store().put(&route).await.unwrap();
+    let client = TestClient::default();
+    // B serves once, then only A has traffic, for well over `idleAfter`.
+    assert_eq!(
+        client.served_by(b.addr, "busy.test").await.as_deref(),
+        Some("busy")
+    );
+    let busy_until = Instant::now() + Duration::from_millis(2500);
+    let mut traffic = tokio::time::interval(Duration::from_millis(100));
+    while Instant::now() < busy_until {
+        traffic.tick().await;
+        assert_eq!(
+            client.served_by(a.addr, "busy.test").await.as_deref(),
+            Some("busy")
+        );
+    }
+    assert!(webhook.calls("/sleep").is_empty(), "slept while in use");
+    // Idle everywhere: one call, from one of them.
+    eventually(Duration::from_secs(5), "the sleep webhook", || async {
+        !webhook.calls("/sleep").is_empty()
+    })
+    .await;
+    assert!(busy_until.elapsed() >= Duration::from_secs(1));
+    let settled = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < settled {
+        traffic.tick().await;
+    }
+    assert_eq!(webhook.calls("/sleep").len(), 1);
+}

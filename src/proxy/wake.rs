@@ -321,8 +321,12 @@ impl Waker {
                 Ok(served) => served,
                 Err(_) => continue,
             };
-            let idle_for = unix_ms().saturating_sub(served.unwrap_or(0));
-            if served.is_some() && Duration::from_millis(idle_for) < idle_after {
+            let idle_for = Duration::from_millis(unix_ms().saturating_sub(served.unwrap_or(0)));
+            if served.is_some() && idle_for < idle_after {
+                // Served elsewhere: looked at again when it may be idle, not every tick.
+                if let Some(entry) = lock(&self.served).get_mut(&source) {
+                    entry.last = entry.last.max(now.checked_sub(idle_for).unwrap_or(now));
+                }
                 continue;
             }
             // Forgotten first: a request from now on watches it anew.
