@@ -588,3 +588,31 @@ async fn a_route_served_by_one_replica_is_not_put_to_sleep_by_another() {
     }
     assert_eq!(webhook.calls("/sleep").len(), 1);
 }
+
+#[tokio::test]
+async fn a_websocket_to_a_sleeping_host_is_held_and_upgraded() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let redis = RedisServer::start().await;
+    let ceryx = ceryx(&redis).await;
+    let backend = Backend::asleep();
+    let webhook = Webhook::start(Some(backend.clone())).await;
+    let route = json!({"source": "ws.test", "target": backend.url(),
+        "wake": {"webhook": webhook.url("/wake"), "timeout": "30s"}});
+    assert_eq!(put(&ceryx, &route).await.status, StatusCode::OK);
+
+    let stream = tokio::net::TcpStream::connect(ceryx.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("ws://ws.test/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    ws.send(Message::text("awake?")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("awake?"));
+    assert_eq!(webhook.calls("/wake").len(), 1);
+}
