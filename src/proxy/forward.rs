@@ -205,7 +205,7 @@ impl Forwarder {
             },
             upgrade: prepared.upgrade.take(),
         };
-        self.attempt(prepared, refused, to).await
+        self.attempt(prepared, refused, to, true).await
     }
 
     /// Sends a refused request again, to `upstream`; refused again, it comes back again.
@@ -224,16 +224,19 @@ impl Forwarder {
                 uploaded: None,
             });
         };
-        self.attempt(prepared, refused, to).await
+        self.attempt(prepared, refused, to, false).await
     }
 
     /// One attempt for [`Forwarder::forward_or_refused`] and [`Forwarder::resend`]; the
-    /// upgrade stays with the request until a 101 takes it.
+    /// upgrade stays with the request until a 101 takes it. On the `first` attempt, an
+    /// idempotent request whose connection broke before its body was read (a pooled
+    /// connection the backend closed as it went to sleep) comes back as refused too.
     async fn attempt(
         &self,
         prepared: Prepared,
         mut refused: Refused,
         to: &Forward<'_>,
+        first: bool,
     ) -> Result<Forwarded, Refused> {
         let started = Instant::now();
         let timeout = to.timeout.unwrap_or(self.response_timeout);
@@ -252,6 +255,11 @@ impl Forwarder {
             .await;
         match response {
             Err(ProxyError::Refused(_)) if refused.replay.can_resend() => Err(refused),
+            Err(ProxyError::BadGateway(_))
+                if first && idempotent(&refused.replay.method) && refused.replay.can_resend() =>
+            {
+                Err(refused)
+            }
             response => Ok(Forwarded {
                 response,
                 upstream: started.elapsed(),
@@ -276,15 +284,7 @@ impl Forwarder {
         let Some(mut picked) = set.pick(&[]) else {
             return (Err(ProxyError::NoBackend), None);
         };
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = idempotent(req.method());
         let path = retry.map(|_| {
             req.uri()
                 .path_and_query()
@@ -513,6 +513,14 @@ async fn after_upload<F: Future>(
     tokio::time::timeout(timeout, sent)
         .await
         .map_err(|_| ProxyError::GatewayTimeout)
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// What a retry needs: the request head as prepared, and the body while it is unread.
