@@ -272,6 +272,11 @@ impl Waker {
                     let due = now.duration_since(entry.written) >= every;
                     if due {
                         entry.written = now;
+                        // The route may have changed since (cheap enough this seldom).
+                        if entry.sleep_webhook != *sleep_webhook {
+                            entry.sleep_webhook.clone_from(sleep_webhook);
+                        }
+                        entry.idle_after = idle_after;
                     }
                     due
                 }
