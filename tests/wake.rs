@@ -361,7 +361,7 @@ async fn an_idle_route_gets_its_sleep_webhook_once() {
     })
     .await;
     let last = Instant::now();
-    let mut store = redis.raw().await;
+    let store = redis.raw().await;
     eventually(Duration::from_secs(2), "the last-served time", || {
         let mut store = store.clone();
         async move {
@@ -382,12 +382,20 @@ async fn an_idle_route_gets_its_sleep_webhook_once() {
         webhook.calls("/sleep"),
         [json!({"host": "idle.test", "route": "idle.test"})]
     );
-    assert!(
-        !store
-            .exists::<_, bool>("ceryx:served:idle.test")
-            .await
-            .unwrap()
-    );
+    eventually(
+        Duration::from_secs(2),
+        "the last-served time cleared",
+        || {
+            let mut store = store.clone();
+            async move {
+                !store
+                    .exists::<_, bool>("ceryx:served:idle.test")
+                    .await
+                    .unwrap()
+            }
+        },
+    )
+    .await;
     assert!(webhook.calls("/wake").is_empty());
 }
 

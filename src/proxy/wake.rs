@@ -263,7 +263,7 @@ impl Waker {
             return;
         };
         let now = Instant::now();
-        let every = (idle_after / 4).min(MAX_SERVED_EVERY);
+        let every = served_every(idle_after);
         let write = {
             let mut served = lock(&self.served);
             match served.get_mut(&route.source) {
@@ -327,7 +327,9 @@ impl Waker {
                 Err(_) => continue,
             };
             let idle_for = Duration::from_millis(unix_ms().saturating_sub(served.unwrap_or(0)));
-            if served.is_some() && idle_for < idle_after {
+            // The time stored may be one write interval older than the last request
+            // another replica served: never asleep sooner than `idleAfter` after it.
+            if served.is_some() && idle_for < idle_after + served_every(idle_after) {
                 // Served elsewhere: looked at again when it may be idle, not every tick.
                 if let Some(entry) = lock(&self.served).get_mut(&source) {
                     entry.last = entry.last.max(now.checked_sub(idle_for).unwrap_or(now));
@@ -418,6 +420,12 @@ async fn call(client: &UpstreamClient, url: &str, json: String) -> Result<Status
         true => Ok(status),
         false => Err(format!("answered {status}")),
     }
+}
+
+/// How often a replica writes a route's last-served time: a quarter of its idle time,
+/// at most [`MAX_SERVED_EVERY`].
+fn served_every(idle_after: Duration) -> Duration {
+    (idle_after / 4).min(MAX_SERVED_EVERY)
 }
 
 fn unix_ms() -> u64 {
