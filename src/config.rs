@@ -282,6 +282,10 @@ pub struct ProxyArgs {
     /// less 256 (each connection may hold an upstream one too); `0` is no limit.
     #[arg(long, env = "CERYX_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// HTML file browsers get while a route's backend wakes (wake strategy `page`),
+    /// `{{host}}` standing for the host name; read at start. A built-in page by default.
+    #[arg(long, env = "CERYX_WAKE_PAGE", value_parser = page_file)]
+    pub wake_page: Option<String>,
     // Shared with the REST API's own command.
     #[command(flatten)]
     pub upstream: UpstreamArgs,
@@ -303,8 +307,14 @@ impl ProxyArgs {
             access_log: self.access_log,
             max_connections: self.max_connections,
             upstream_deny: self.upstream.upstream_deny.0.clone(),
+            wake_page: self.wake_page.clone(),
         }
     }
+}
+
+/// The content of a page template file: read at start, so a missing file stops it.
+fn page_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Which upstream addresses are off limits, read by the proxy (which never connects

@@ -29,14 +29,16 @@ pub fn api_route(
 }
 
 /// The Redis store's reading of a route from its `GET` (target), `HGETALL` (settings)
-/// and `GET` (rules) replies; `Ok(None)` when the target key is missing.
+/// and `GET` (rules) replies, with no wake setting; `Ok(None)` when the target key is
+/// missing.
 pub fn redis_route(
     source: &str,
     target: redis::Value,
     settings: redis::Value,
     rules: redis::Value,
 ) -> Result<Option<Route>, String> {
-    crate::store::redis::parse_route(source, target, settings, rules).map_err(|e| e.to_string())
+    crate::store::redis::parse_route(source, target, settings, rules, redis::Value::Nil)
+        .map_err(|e| e.to_string())
 }
 
 /// The replies Redis gives (RESP3: a bulk string, a map, a bulk string or nil) for a

@@ -39,6 +39,7 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 static CONNECTIONS: AtomicI64 = AtomicI64::new(0);
 static TUNNELS: AtomicI64 = AtomicI64::new(0);
 static CACHE_ENTRIES: AtomicI64 = AtomicI64::new(0);
+static HELD: AtomicI64 = AtomicI64::new(0);
 
 /// Process-wide counters: atomics on the hot path, added to the registry by [`sync`]
 /// (so they never look idle, and StatsD gets increments).
@@ -197,6 +198,7 @@ fn sync() {
     gauge!("ceryx_open_connections").set(CONNECTIONS.load(Ordering::Relaxed) as f64);
     gauge!("ceryx_open_tunnels").set(TUNNELS.load(Ordering::Relaxed) as f64);
     gauge!("ceryx_route_cache_entries").set(CACHE_ENTRIES.load(Ordering::Relaxed) as f64);
+    gauge!("ceryx_requests_held").set(HELD.load(Ordering::Relaxed) as f64);
 }
 
 fn describe() {
@@ -260,6 +262,22 @@ fn describe() {
     describe_counter!(
         "ceryx_access_log_dropped_total",
         "Access log lines dropped because stdout could not keep up"
+    );
+    describe_counter!(
+        "ceryx_wakes_total",
+        "Wakes of sleeping backends this process waited for, by outcome (woken, timeout)"
+    );
+    describe_histogram!(
+        "ceryx_wake_duration_seconds",
+        "Time from a wake's first held request to the first held request answered"
+    );
+    describe_gauge!(
+        "ceryx_requests_held",
+        "Requests held now for a backend being woken"
+    );
+    describe_counter!(
+        "ceryx_sleeps_total",
+        "Sleep webhooks this process called for idle routes"
     );
     describe_counter!(
         "ceryx_controller_reconciles_total",
@@ -451,6 +469,26 @@ pub fn store_primary_switch() {
 /// An access log line was dropped.
 pub fn access_log_dropped() {
     LOG_DROPPED.add(1);
+}
+
+/// A request held for a waking backend, counted while the guard lives.
+pub fn held() -> Open {
+    open(&HELD)
+}
+
+/// A wake this process waited for ended: `woken` or `timeout`.
+pub fn wake(outcome: &'static str) {
+    counter!("ceryx_wakes_total", "outcome" => outcome).increment(1);
+}
+
+/// The first request a wake held was answered, `elapsed` after it was held.
+pub fn wake_duration(elapsed: Duration) {
+    histogram!("ceryx_wake_duration_seconds").record(elapsed);
+}
+
+/// This process called an idle route's sleep webhook.
+pub fn slept() {
+    counter!("ceryx_sleeps_total").increment(1);
 }
 
 /// One reconciliation of a CeryxRoute.

@@ -3,7 +3,9 @@
 //! reported per field instead of a 500. Only the JSON shapes are judged here; what a
 //! valid source, target or mode is, [`crate::route`] decides.
 
-use crate::route::{Route, RouteError, Rule, Settings, normalize_source, rules, validate_target};
+use crate::route::{
+    Route, RouteError, Rule, Settings, Wake, normalize_source, rules, validate_target, wake,
+};
 use serde_json::{Map, Value};
 
 /// Field name → what is wrong with it (`settings` nests its own map).
@@ -31,15 +33,17 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
         .and_then(|t| validate_target(&t.ok_or(REQUIRED)?).map_err(|e| refusal(&e)));
     let settings = parse_settings(fields.get("settings"));
     let rules = parse_rules(fields.get("rules"));
+    let wake = parse_wake(fields.get("wake"));
 
-    match (source, target, settings, rules) {
-        (Ok(source), Ok(target), Ok(settings), Ok(rules)) => Ok(Route {
+    match (source, target, settings, rules, wake) {
+        (Ok(source), Ok(target), Ok(settings), Ok(rules), Ok(wake)) => Ok(Route {
             source,
             target,
             settings,
             rules,
+            wake,
         }),
-        (source, target, settings, rules) => {
+        (source, target, settings, rules, wake) => {
             if let Err(e) = source {
                 errors.insert("source".into(), e.into());
             }
@@ -51,6 +55,9 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
             }
             if let Err(e) = rules {
                 errors.insert("rules".into(), e.into());
+            }
+            if let Err(e) = wake {
+                errors.insert("wake".into(), e.into());
             }
             Err(errors)
         }
@@ -155,6 +162,26 @@ fn parse_rules(value: Option<&Value>) -> Result<Vec<Rule>, String> {
     Ok(rules)
 }
 
+/// How to wake the backend (ours): strict JSON, then [`wake::validate`]; the message
+/// names the field by its path (`wake.timeout: ...`).
+fn parse_wake(value: Option<&Value>) -> Result<Option<Wake>, String> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value.clone(),
+    };
+    let mut wake: Wake = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        format!("wake{path}: {}", e.into_inner())
+    })?;
+    wake::validate(&mut wake).map_err(|e| e.to_string())?;
+    Ok(Some(wake))
+}
+
 /// Ceryx's non-strict booleans: `true`/`false`, 1/0, and the strings "true", "false",
 /// "on", "off", "yes", "no", "1", "0" and "" in any case.
 fn boolean(value: Option<&Value>) -> Result<bool, &'static str> {
@@ -216,6 +243,20 @@ mod tests {
             "Must be one of: proxy, redirect."
         );
         assert_eq!(errors["settings"]["key_path"], "Must be a string or null.");
+        let wake =
+            json!({"source": "a.test", "target": "x", "wake": {"webhook": "w", "timeout": 60}});
+        assert_eq!(
+            parse_route(&wake, None).unwrap_err()["wake"],
+            "wake.timeout: invalid type: integer `60`, expected a string"
+        );
+        let wake =
+            json!({"source": "a.test", "target": "x", "wake": {"webhook": "w", "strategy": "nap"}});
+        assert!(
+            parse_route(&wake, None).unwrap_err()["wake"]
+                .as_str()
+                .unwrap()
+                .starts_with("wake.strategy: unknown variant `nap`")
+        );
         assert!(
             parse_route(&json!(["not", "an", "object"]), None)
                 .unwrap_err()

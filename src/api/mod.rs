@@ -172,6 +172,11 @@ fn check_target(api: &Api, route: &Route) -> Result<(), ApiError> {
             }
         }
     }
+    for (field, url) in route.wake.iter().flat_map(|wake| wake.urls()) {
+        if let Some(why) = refused(url) {
+            return Err(invalid("wake", format!("{field}: {url}: {why}")));
+        }
+    }
     Ok(())
 }
 

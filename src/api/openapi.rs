@@ -22,11 +22,13 @@ fn route(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Route"}}}})
 }
 
-/// The schemas of the rules' types (`Rule` and what it holds), generated from the Rust
-/// types as OpenAPI 3.0 `components.schemas`, so the document cannot drift from them.
+/// The schemas of the rules' types (`Rule` and what it holds) and of `Wake`, generated
+/// from the Rust types as OpenAPI 3.0 `components.schemas`, so the document cannot drift
+/// from them.
 fn rule_schemas() -> serde_json::Map<String, Value> {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
     generator.subschema_for::<crate::route::Rule>();
+    generator.subschema_for::<crate::route::Wake>();
     generator.take_definitions(true)
 }
 
@@ -134,7 +136,8 @@ fn spec() -> Value {
                         "target": {"type": "string", "example": "http://app.internal:8000"},
                         "settings": {"$ref": "#/components/schemas/Settings"},
                         "rules": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"},
-                                  "description": "Routing rules (left out when there are none)"}
+                                  "description": "Routing rules (left out when there are none)"},
+                        "wake": {"$ref": "#/components/schemas/Wake"}
                     }
                 },
                 "RouteInput": {
@@ -161,6 +164,14 @@ fn spec() -> Value {
                                 in Gateway API precedence, `filters` (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror), \
                                 weighted `backendRefs` (`url` or `endpoints`, optional `healthCheck`), `timeouts` (`request`, `backendRequest`) and `retry` \
                                 (`attempts`, `codes`, `backoff`). Requests no rule matches go to `target`. A mistake is reported under `errors.rules` with its path."
+                        },
+                        "wake": {
+                            "nullable": true,
+                            "allOf": [{"$ref": "#/components/schemas/Wake"}],
+                            "description": "How to wake the backend when it refuses connections: `webhook` is called (POST `{\"host\", \"route\"}`) by one replica, \
+                                and requests are held up to `timeout` (default 60s) until the backend accepts. `strategy: page` answers browser navigations at once \
+                                with a self-refreshing page. `sleepWebhook` with `idleAfter` is called once the route has been idle that long. \
+                                Webhook URLs are checked like targets. A mistake is reported under `errors.wake` with its path."
                         }
                     }
                 },

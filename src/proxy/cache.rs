@@ -551,7 +551,7 @@ fn source_of(key: &str) -> String {
 mod tests {
     use super::*;
     use crate::route::Settings;
-    use crate::store::{MemoryStore, Writer};
+    use crate::store::{Lock, MemoryStore, Writer};
 
     fn route(source: &str, target: &str) -> Route {
         Route::new(source, target, Settings::default()).unwrap()
@@ -680,6 +680,27 @@ mod tests {
             owner: &str,
         ) -> Result<(), StoreError> {
             self.inner.set_certificate(source, pem, owner).await
+        }
+        async fn try_lock(
+            &self,
+            lock: Lock,
+            source: &str,
+            holder: &str,
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            self.inner.try_lock(lock, source, holder, ttl).await
+        }
+        async fn unlock(&self, lock: Lock, source: &str, holder: &str) -> Result<(), StoreError> {
+            self.inner.unlock(lock, source, holder).await
+        }
+        async fn set_served(&self, source: &str, at: u64) -> Result<(), StoreError> {
+            self.inner.set_served(source, at).await
+        }
+        async fn served(&self, source: &str) -> Result<Option<u64>, StoreError> {
+            self.inner.served(source).await
+        }
+        async fn clear_served(&self, source: &str) -> Result<(), StoreError> {
+            self.inner.clear_served(source).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

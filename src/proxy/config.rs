@@ -32,6 +32,9 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Addresses the proxy never connects to (`CERYX_UPSTREAM_DENY`).
     pub upstream_deny: Vec<IpNet>,
+    /// The page browsers get while a route's backend wakes (strategy `page`), with
+    /// `{{host}}` for the host; `None` for the built-in one (`CERYX_WAKE_PAGE`).
+    pub wake_page: Option<String>,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             access_log: true,
             max_connections: None,
             upstream_deny: crate::targets::DEFAULT_DENY.to_vec(),
+            wake_page: None,
         }
     }
 }

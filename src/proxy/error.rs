@@ -29,6 +29,13 @@ pub(crate) enum ProxyError {
     /// never went out.
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
+    /// The upstream refused the connection (nothing listens: it may be asleep). The
+    /// request never went out.
+    #[error("upstream refused the connection: {0}")]
+    Refused(String),
+    /// The route's backend was woken but did not accept a connection in time.
+    #[error("the service {0} did not start in time")]
+    WakeTimeout(String),
     /// The upstream did not connect or answer in time.
     #[error("upstream timed out")]
     GatewayTimeout,
@@ -56,8 +63,10 @@ impl ProxyError {
             ProxyError::StoreUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) | ProxyError::Refused(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::GatewayTimeout | ProxyError::WakeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::LoopDetected => StatusCode::LOOP_DETECTED,
             ProxyError::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,7 +77,7 @@ impl ProxyError {
     /// What the client is told; upstream error details stay in the log.
     fn public_message(&self) -> String {
         match self {
-            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) => {
+            ProxyError::BadGateway(_) | ProxyError::Unreachable(_) | ProxyError::Refused(_) => {
                 "The upstream server could not be reached.".into()
             }
             other => {

@@ -87,9 +87,32 @@ struct Prepared {
     upgrade: Option<(HeaderValue, OnUpgrade)>,
 }
 
+/// The pooled upstream client (also what calls wake webhooks).
+pub(crate) type UpstreamClient = Client<HttpsConnector<GuardedConnector>, Body>;
+
+/// A request its upstream refused before any of it went out (the backend is asleep),
+/// kept whole, its body unread, to be sent again once the backend accepts.
+pub(crate) struct Refused {
+    replay: Replay,
+    upgrade: Option<(HeaderValue, OnUpgrade)>,
+}
+
+impl Refused {
+    /// Whether a browser is navigating: a GET that accepts `text/html`.
+    pub(crate) fn is_navigation(&self) -> bool {
+        self.replay.method == Method::GET
+            && self
+                .replay
+                .headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
+    }
+}
+
 /// Sends requests upstream and tunnels upgraded connections.
 pub(crate) struct Forwarder {
-    client: Client<HttpsConnector<GuardedConnector>, Body>,
+    client: UpstreamClient,
     response_timeout: Duration,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
@@ -143,6 +166,108 @@ impl Forwarder {
         }
     }
 
+    /// A handle on the pooled client.
+    pub(crate) fn client(&self) -> UpstreamClient {
+        self.client.clone()
+    }
+
+    /// Forwards a request to `upstream` once, as [`Forwarder::forward`] does, except
+    /// that a refused connection hands the request back whole instead of a 502, to be
+    /// held and sent again with [`Forwarder::resend`].
+    pub(crate) async fn forward_or_refused(
+        &self,
+        req: Request<Incoming>,
+        to: &Forward<'_>,
+        upstream: &Upstream,
+    ) -> Result<Forwarded, Refused> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let unsent: Unsent = Arc::default();
+        let mut prepared = match prepare(req, to, upstream, Some(unsent.clone())) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                return Ok(Forwarded {
+                    response: Err(e),
+                    upstream: Duration::ZERO,
+                    uploaded: None,
+                });
+            }
+        };
+        let refused = Refused {
+            replay: Replay {
+                method: prepared.request.method().clone(),
+                headers: prepared.request.headers().clone(),
+                path,
+                body: prepared.progress.is_some().then_some(unsent),
+            },
+            upgrade: prepared.upgrade.take(),
+        };
+        self.attempt(prepared, refused, to, true).await
+    }
+
+    /// Sends a refused request again, to `upstream`; refused again, it comes back again.
+    pub(crate) async fn resend(
+        &self,
+        refused: Refused,
+        to: &Forward<'_>,
+        upstream: &Upstream,
+    ) -> Result<Forwarded, Refused> {
+        let Some(prepared) = refused.replay.prepare(upstream, to.max_body) else {
+            return Ok(Forwarded {
+                response: Err(ProxyError::BadGateway(
+                    "the held request could not be sent again".into(),
+                )),
+                upstream: Duration::ZERO,
+                uploaded: None,
+            });
+        };
+        self.attempt(prepared, refused, to, false).await
+    }
+
+    /// One attempt for [`Forwarder::forward_or_refused`] and [`Forwarder::resend`]; the
+    /// upgrade stays with the request until a 101 takes it. On the `first` attempt, an
+    /// idempotent request whose connection broke before its body was read (a pooled
+    /// connection the backend closed as it went to sleep) comes back as refused too.
+    async fn attempt(
+        &self,
+        prepared: Prepared,
+        mut refused: Refused,
+        to: &Forward<'_>,
+        first: bool,
+    ) -> Result<Forwarded, Refused> {
+        let started = Instant::now();
+        let timeout = to.timeout.unwrap_or(self.response_timeout);
+        let uploaded = prepared.progress.as_ref().map(|p| p.received.clone());
+        let Prepared {
+            request, progress, ..
+        } = prepared;
+        let response = self
+            .send_keeping(
+                request,
+                progress,
+                &mut refused.upgrade,
+                to.max_body,
+                timeout,
+            )
+            .await;
+        match response {
+            Err(ProxyError::Refused(_)) if refused.replay.can_resend() => Err(refused),
+            Err(ProxyError::BadGateway(_))
+                if first && idempotent(&refused.replay.method) && refused.replay.can_resend() =>
+            {
+                Err(refused)
+            }
+            response => Ok(Forwarded {
+                response,
+                upstream: started.elapsed(),
+                uploaded,
+            }),
+        }
+    }
+
     /// Sends a request to an endpoint of `set`, each attempt's outcome teaching the set
     /// (latency, ejection), and retries on another endpoint what the policy allows and
     /// can be sent again: a connection that failed before the request went out always;
@@ -159,15 +284,7 @@ impl Forwarder {
         let Some(mut picked) = set.pick(&[]) else {
             return (Err(ProxyError::NoBackend), None);
         };
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = idempotent(req.method());
         let path = retry.map(|_| {
             req.uri()
                 .path_and_query()
@@ -202,7 +319,9 @@ impl Forwarder {
             let latency = sent_at.elapsed();
             match &result {
                 Ok(response) => picked.finish(Outcome::response(response.status(), latency)),
-                Err(ProxyError::Unreachable(_)) => picked.finish(Outcome::ConnectFailure),
+                Err(ProxyError::Unreachable(_) | ProxyError::Refused(_)) => {
+                    picked.finish(Outcome::ConnectFailure)
+                }
                 Err(ProxyError::BadGateway(_) | ProxyError::GatewayTimeout) => {
                     picked.finish(Outcome::Failure5xx { latency })
                 }
@@ -217,7 +336,7 @@ impl Forwarder {
                 Err(e) => e.status(),
             };
             let retryable = match &result {
-                Err(ProxyError::Unreachable(_)) => true,
+                Err(ProxyError::Unreachable(_) | ProxyError::Refused(_)) => true,
                 _ => policy.codes.contains(&status) && (idempotent || replay.body.is_some()),
             };
             if !retryable || attempt >= policy.attempts || !replay.can_resend() {
@@ -250,8 +369,22 @@ impl Forwarder {
         let Prepared {
             request,
             progress,
-            upgrade,
+            mut upgrade,
         } = prepared;
+        self.send_keeping(request, progress, &mut upgrade, max_body, timeout)
+            .await
+    }
+
+    /// [`Forwarder::send`], taking the client's side of an upgrade only when the
+    /// upstream accepts it.
+    async fn send_keeping(
+        &self,
+        request: Request<Body>,
+        progress: Option<Progress>,
+        upgrade: &mut Option<(HeaderValue, OnUpgrade)>,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Result<Response<Body>, ProxyError> {
         let sent = self.client.request(request);
         let result = match progress {
             // No body to wait for (GET and the like): only the response timeout applies.
@@ -263,7 +396,7 @@ impl Forwarder {
         let mut response = result.map_err(|e| classify(&e, max_body))?;
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some((protocol, client_upgrade)) = upgrade else {
+            let Some((protocol, client_upgrade)) = upgrade.take() else {
                 return Err(ProxyError::BadGateway(
                     "101 to a request that asked for no upgrade".into(),
                 ));
@@ -382,6 +515,14 @@ async fn after_upload<F: Future>(
         .map_err(|_| ProxyError::GatewayTimeout)
 }
 
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 /// What a retry needs: the request head as prepared, and the body while it is unread.
 struct Replay {
     method: Method,
@@ -459,9 +600,11 @@ fn prepare(
 
 /// Maps a client error to the status nginx would give: connect timeout 504, body over
 /// the limit 413, a request body the client broke 400 (nginx: "client sent invalid
-/// chunked body"), anything else (refused, unresolvable, reset) 502.
+/// chunked body"), anything else (refused, unresolvable, reset) 502. A refused
+/// connection is told apart: that is how a sleeping backend shows.
 fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyError {
     let mut detail = Vec::new();
+    let mut refused = false;
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = source {
         if e.is::<TooLarge>() {
@@ -475,12 +618,18 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyEr
         {
             return ProxyError::GatewayTimeout;
         }
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         detail.push(e.to_string());
         source = e.source();
     }
     // Refused, unresolvable, denied: the request never went out, so it may be retried.
     if error.is_connect() {
-        return ProxyError::Unreachable(detail.join(": "));
+        return match refused {
+            true => ProxyError::Refused(detail.join(": ")),
+            false => ProxyError::Unreachable(detail.join(": ")),
+        };
     }
     ProxyError::BadGateway(detail.join(": "))
 }

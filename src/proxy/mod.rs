@@ -22,17 +22,21 @@ mod routing;
 mod scheme;
 mod server;
 pub mod tls;
+mod wake;
 
 pub use cache::RouteCache;
 pub use config::Config;
 pub use forward::ClientError;
 
-use crate::route::{self, Mode, normalize_host, redirect_location};
+use crate::route::{
+    self, Mode, Route, Strategy, Upstream, Wake, normalize_host, redirect_location,
+};
 use crate::store::RouteStore;
 use access_log::AccessLog;
 use body::Body;
+use endpoints::Outcome;
 use error::ProxyError;
-use forward::{Forward, Forwarder, Via};
+use forward::{Forward, Forwarded, Forwarder, Via};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use limit::Limit;
@@ -42,6 +46,7 @@ use scheme::Scheme;
 use server::{Handler, Timeouts};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tls::Certificates;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +62,8 @@ pub struct Proxy {
     /// The connection limit its HTTP and HTTPS listeners share.
     connections: Option<Arc<Limit>>,
     forwarder: Forwarder,
+    /// Wakes the backends of routes with a wake setting.
+    waker: Arc<wake::Waker>,
     log: AccessLog,
     config: Config,
 }
@@ -111,13 +118,15 @@ impl Proxy {
     /// A proxy reading `store`, with its change-notice listener running.
     pub fn new(store: Arc<dyn RouteStore>, config: Config) -> Result<Arc<Proxy>, ClientError> {
         let notices = store.subscribe();
-        let cache = RouteCache::new(store, notices, config.cache_ttl);
+        let cache = RouteCache::new(store.clone(), notices, config.cache_ttl);
         let forwarder = Forwarder::new(&config)?;
+        let waker = wake::Waker::new(store, forwarder.client(), config.wake_page.clone());
         Ok(Arc::new(Proxy {
             cache,
             loop_marker: headers::loop_marker(),
             connections: Limit::new(config.max_connections),
             forwarder,
+            waker,
             log: AccessLog::new(config.access_log),
             config,
         }))
@@ -141,7 +150,9 @@ impl Proxy {
             Err(e) => {
                 let (method, uri) = (exchange.method(), exchange.uri());
                 match &e {
-                    ProxyError::BadGateway(detail) | ProxyError::Unreachable(detail) => {
+                    ProxyError::BadGateway(detail)
+                    | ProxyError::Unreachable(detail)
+                    | ProxyError::Refused(detail) => {
                         tracing::warn!(%peer, %method, %uri, %detail, "upstream failed")
                     }
                     other => {
@@ -257,7 +268,15 @@ impl Proxy {
             max_body,
             timeout: rule.and_then(|r| r.attempt_timeout),
         };
-        let forwarding = self.forwarder.forward(req, to);
+        let forwarding = async {
+            match &resolved.route.wake {
+                None => self.forwarder.forward(req, to).await,
+                Some(wake) => {
+                    self.forward_waking(req, to, &host, &resolved.route, wake)
+                        .await
+                }
+            }
+        };
         let forwarded = match rule.and_then(|r| r.request_timeout) {
             None => forwarding.await,
             Some(limit) => match tokio::time::timeout(limit, forwarding).await {
@@ -274,6 +293,83 @@ impl Proxy {
             rule.modify_response(response.headers_mut());
         }
         Ok(response)
+    }
+
+    /// Forwards a request of a route with a wake setting: a backend that refuses the
+    /// connection is woken while the request (its body unread) is held until it accepts,
+    /// up to the route's timeout; with strategy `page`, a browser navigation is answered
+    /// at once with a page that refreshes itself. A rule's backend is held for the
+    /// endpoint it picked (retries do not apply).
+    async fn forward_waking(
+        &self,
+        req: Request<Incoming>,
+        to: Forward<'_>,
+        host: &str,
+        route: &Route,
+        wake: &Wake,
+    ) -> Forwarded {
+        let (upstream, picked) = match &to.via {
+            Via::Upstream(upstream) => ((*upstream).clone(), None),
+            Via::Endpoints(set, _) => match set.pick(&[]) {
+                Some(picked) => (picked.upstream().clone(), Some(picked)),
+                None => return not_forwarded(ProxyError::NoBackend),
+            },
+        };
+        let forwarded = self
+            .hold_and_forward(req, &to, host, route, wake, &upstream)
+            .await;
+        // The endpoint learns of answers; a wait for it to wake is no failure of its own.
+        if let (Some(picked), Ok(response)) = (picked, &forwarded.response) {
+            picked.finish(Outcome::response(response.status(), forwarded.upstream));
+        }
+        forwarded
+    }
+
+    /// [`Proxy::forward_waking`] to one upstream.
+    async fn hold_and_forward(
+        &self,
+        req: Request<Incoming>,
+        to: &Forward<'_>,
+        host: &str,
+        route: &Route,
+        wake: &Wake,
+        upstream: &Upstream,
+    ) -> Forwarded {
+        let mut refused = match self.forwarder.forward_or_refused(req, to, upstream).await {
+            Ok(forwarded) => return self.served(forwarded, host, route, wake),
+            Err(refused) => refused,
+        };
+        if wake.strategy == Strategy::Page && refused.is_navigation() {
+            self.waker.start_only(host, route, wake, upstream);
+            return Forwarded {
+                response: Ok(self.waker.page(host)),
+                upstream: Duration::ZERO,
+                uploaded: None,
+            };
+        }
+        let deadline = Instant::now() + wake.timeout();
+        loop {
+            let Some(woken) = self.waker.hold(host, route, wake, upstream, deadline).await else {
+                return not_forwarded(ProxyError::WakeTimeout(host.to_owned()));
+            };
+            match self.forwarder.resend(refused, to, upstream).await {
+                Ok(forwarded) => {
+                    woken.answered();
+                    return self.served(forwarded, host, route, wake);
+                }
+                // Refused again (the backend went back down): held again.
+                Err(again) => refused = again,
+            }
+        }
+    }
+
+    /// Notes a served request of a route with a wake setting (for putting it back to
+    /// sleep when idle).
+    fn served(&self, forwarded: Forwarded, host: &str, route: &Route, wake: &Wake) -> Forwarded {
+        if forwarded.response.is_ok() {
+            self.waker.served(host, route, wake);
+        }
+        forwarded
     }
 
     /// The scheme the client used: the listener's, or `X-Forwarded-Proto` when the peer
@@ -295,6 +391,15 @@ impl Proxy {
             .close_tunnels(self.config.shutdown_timeout)
             .await;
         self.log.flush();
+    }
+}
+
+/// What forwarding gives when nothing was sent.
+fn not_forwarded(error: ProxyError) -> Forwarded {
+    Forwarded {
+        response: Err(error),
+        upstream: Duration::ZERO,
+        uploaded: None,
     }
 }
 

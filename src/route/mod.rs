@@ -2,9 +2,11 @@
 //! settings, plus the host normalisation the proxy and the stores share.
 
 pub mod rules;
+pub mod wake;
 
 pub use rules::Rule;
 use serde::{Deserialize, Serialize};
+pub use wake::{Strategy, Wake};
 
 /// Ceryx's catch-all source: the target for any host that has no route of its own.
 pub const WILDCARD: &str = "$wildcard";
@@ -35,6 +37,9 @@ pub struct Route {
     /// Routing rules (ours; left out when empty, so old clients see what they saw).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// How to wake the backend when it is asleep (ours; left out when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<Wake>,
 }
 
 /// Ceryx's per-route settings (the `<prefix>:settings:<source>` hash).
@@ -140,6 +145,7 @@ impl Route {
             target: validate_target(target)?,
             settings,
             rules: Vec::new(),
+            wake: None,
         })
     }
 }

@@ -2,18 +2,23 @@
 
 use super::error::StoreError;
 use super::notice::{Change, Notices, Subscription};
-use super::route_store::{CertificatePem, RouteStore};
+use super::route_store::{CertificatePem, Lock, RouteStore};
 use super::writer::Writer;
 use crate::route::Route;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Routes kept in memory; lost when the process stops.
 #[derive(Default)]
 pub struct MemoryStore {
     routes: RwLock<HashMap<String, Stored>>,
     notices: Notices,
+    /// Locks by kind and source: holder and expiry.
+    locks: Mutex<HashMap<(Lock, String), (String, Instant)>>,
+    /// When each source last served (Unix milliseconds).
+    served: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Clone)]
@@ -32,6 +37,14 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Stored>> {
         self.routes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<(Lock, String), (String, Instant)>> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn served_at(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn announce(&self, source: &str) {
@@ -129,11 +142,123 @@ impl RouteStore for MemoryStore {
         Ok(())
     }
 
+    async fn try_lock(
+        &self,
+        lock: Lock,
+        source: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut locks = self.locks();
+        locks.retain(|_, (_, until)| *until > now);
+        let key = (lock, source.to_owned());
+        if locks.contains_key(&key) {
+            return Ok(false);
+        }
+        locks.insert(key, (holder.to_owned(), now + ttl));
+        Ok(true)
+    }
+
+    async fn unlock(&self, lock: Lock, source: &str, holder: &str) -> Result<(), StoreError> {
+        let mut locks = self.locks();
+        let key = (lock, source.to_owned());
+        if locks.get(&key).is_some_and(|(h, _)| h == holder) {
+            locks.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn set_served(&self, source: &str, at: u64) -> Result<(), StoreError> {
+        let mut served = self.served_at();
+        let entry = served.entry(source.to_owned()).or_default();
+        *entry = (*entry).max(at);
+        Ok(())
+    }
+
+    async fn served(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.served_at().get(source).copied())
+    }
+
+    async fn clear_served(&self, source: &str) -> Result<(), StoreError> {
+        self.served_at().remove(source);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
     fn subscribe(&self) -> Subscription {
         self.notices.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lock_has_one_holder_until_let_go_or_expired() {
+        let store = MemoryStore::default();
+        let long = Duration::from_secs(60);
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "one", long)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .try_lock(Lock::Waking, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        // Another kind, another source: other locks.
+        assert!(
+            store
+                .try_lock(Lock::Sleeping, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .try_lock(Lock::Waking, "b", "two", long)
+                .await
+                .unwrap()
+        );
+        // Only the holder lets go.
+        store.unlock(Lock::Waking, "a", "two").await.unwrap();
+        assert!(
+            !store
+                .try_lock(Lock::Waking, "a", "two", long)
+                .await
+                .unwrap()
+        );
+        store.unlock(Lock::Waking, "a", "one").await.unwrap();
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "two", Duration::ZERO)
+                .await
+                .unwrap()
+        );
+        // Expired at once.
+        assert!(
+            store
+                .try_lock(Lock::Waking, "a", "one", long)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_served_time_only_moves_forward() {
+        let store = MemoryStore::default();
+        assert_eq!(store.served("a").await.unwrap(), None);
+        store.set_served("a", 20).await.unwrap();
+        store.set_served("a", 10).await.unwrap();
+        assert_eq!(store.served("a").await.unwrap(), Some(20));
+        store.clear_served("a").await.unwrap();
+        assert_eq!(store.served("a").await.unwrap(), None);
     }
 }

@@ -12,5 +12,5 @@ pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
 pub use self::notice::{Change, Progress, Subscription};
 pub use self::redis::{RedisConfig, RedisStore};
-pub use self::route_store::{CertificatePem, RouteStore};
+pub use self::route_store::{CertificatePem, Lock, RouteStore};
 pub use self::writer::Writer;

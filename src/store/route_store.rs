@@ -6,6 +6,7 @@ use super::notice::Subscription;
 use super::writer::Writer;
 use crate::route::Route;
 use async_trait::async_trait;
+use std::time::Duration;
 
 /// A certificate chain and its private key, PEM-encoded, as a `kubernetes.io/tls`
 /// Secret holds them.
@@ -15,6 +16,26 @@ pub struct CertificatePem {
     pub certificate: String,
     /// The private key.
     pub key: String,
+}
+
+/// A short-lived lock on one route, which one process holds at a time across every
+/// replica sharing the store: it makes one replica, not each, call a route's webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lock {
+    /// Waking the route's backend (`<prefix>:waking:<source>`).
+    Waking,
+    /// Putting the route's backend to sleep (`<prefix>:sleeping:<source>`).
+    Sleeping,
+}
+
+impl Lock {
+    /// The lock's name, as its key says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lock::Waking => "waking",
+            Lock::Sleeping => "sleeping",
+        }
+    }
 }
 
 /// A route store: the route table shared by every proxy and writer.
@@ -62,6 +83,29 @@ pub trait RouteStore: Send + Sync + 'static {
         pem: Option<&CertificatePem>,
         owner: &str,
     ) -> Result<(), StoreError>;
+
+    /// Takes `lock` on `source` for `holder` until `ttl` has passed (or it is released);
+    /// `false` if someone holds it already.
+    async fn try_lock(
+        &self,
+        lock: Lock,
+        source: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases `lock` on `source` if `holder` still holds it.
+    async fn unlock(&self, lock: Lock, source: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Records that `source` served a request at `at` (Unix milliseconds), if that is
+    /// later than what is recorded.
+    async fn set_served(&self, source: &str, at: u64) -> Result<(), StoreError>;
+
+    /// When `source` last served a request (Unix milliseconds), if recorded.
+    async fn served(&self, source: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Forgets when `source` last served (its backend was put to sleep).
+    async fn clear_served(&self, source: &str) -> Result<(), StoreError>;
 
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;

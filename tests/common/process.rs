@@ -34,7 +34,7 @@ impl Process {
     async fn spawn(subcommand: &str, env: &[(&str, String)], logged: bool) -> Process {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ceryx"));
+        let mut command = Command::new(binary());
         command
             .arg(subcommand)
             .env("CERYX_HTTP_ADDR", addr.to_string())
@@ -105,6 +105,13 @@ impl Process {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// The `ceryx` binary: `CERYX_TEST_BINARY` when set (a copy of one's own build, where
+/// several worktrees share one target directory and its `target/debug/ceryx`), else
+/// Cargo's.
+fn binary() -> String {
+    std::env::var("CERYX_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ceryx").to_owned())
 }
 
 impl Drop for Process {

@@ -27,14 +27,24 @@ pub struct Upstream {
     /// Requests received so far (counted when they arrive, before any answer).
     pub hits: Arc<AtomicUsize>,
     stop: CancellationToken,
+    /// Cancelled by [`Upstream::kill`]: open connections close too.
+    killed: CancellationToken,
 }
 
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// [`Upstream::start`] on a given address (a backend a test starts late, at the
+    /// address its route already names).
+    pub async fn start_at(name: &'static str, addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
+        let killed = CancellationToken::new();
+        let kill = killed.clone();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -46,16 +56,19 @@ impl Upstream {
                     _ = token.cancelled() => return,
                 };
                 accepted_count.fetch_add(1, Ordering::SeqCst);
-                let counter = counter.clone();
+                let (counter, kill) = (counter.clone(), kill.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         echo(name, req)
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let serving = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = serving => {}
+                        _ = kill.cancelled() => {}
+                    }
                 });
             }
         });
@@ -64,11 +77,18 @@ impl Upstream {
             connections,
             hits,
             stop,
+            killed,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops as a killed process does: no more connections, and the open ones closed.
+    pub fn kill(&self) {
+        self.stop.cancel();
+        self.killed.cancel();
     }
 }
 
@@ -124,11 +144,19 @@ async fn echo(
     }
     let method = req.method().to_string();
     let path = req.uri().to_string();
-    let body_len = match req.into_body().collect().await {
-        Ok(body) => body.to_bytes().len() as i64,
-        Err(_) => -1,
+    let (body_len, body) = match req.into_body().collect().await {
+        Ok(body) => {
+            let body = body.to_bytes();
+            // Small bodies are echoed whole, for tests that check them intact.
+            let echoed = match body.len() <= 64 << 10 {
+                true => String::from_utf8_lossy(&body).into_owned(),
+                false => String::new(),
+            };
+            (body.len() as i64, echoed)
+        }
+        Err(_) => (-1, String::new()),
     };
-    let json = serde_json::json!({"name": name, "method": method, "path": path, "headers": headers, "body_len": body_len});
+    let json = serde_json::json!({"name": name, "method": method, "path": path, "headers": headers, "body_len": body_len, "body": body});
     Ok(Response::builder()
         .header("content-type", "application/json")
         .header("connection", "keep-alive, x-upstream-private")

@@ -3,8 +3,12 @@
 //! "1"/"0", `mode`, optional `certificate_path` / `key_path`). Ours are new keys and a
 //! channel: `<prefix>:owners:<source>` (the owning resource), `<prefix>:certs:<source>`
 //! (hash: `certificate`, `key`, from a Kubernetes Secret), `<prefix>:rules:<source>`
-//! (string: the routing rules as JSON, absent for none) and `<prefix>:events`, on which
-//! every write is announced.
+//! (string: the routing rules as JSON, absent for none), `<prefix>:wake:<source>`
+//! (string: how to wake the backend, as JSON, absent for none) and `<prefix>:events`, on
+//! which every write is announced. Short-lived, beside the routes: `<prefix>:waking:<source>`
+//! and `<prefix>:sleeping:<source>` (locks: which replica wakes, or puts to sleep, the
+//! backend) and `<prefix>:served:<source>` (when a woken route last served a request,
+//! Unix milliseconds).
 
 /// The keys of one store, under its prefix.
 pub(super) struct Keys {
@@ -33,6 +37,19 @@ impl Keys {
 
     pub(super) fn rules(&self, source: &str) -> String {
         format!("{}:rules:{source}", self.prefix)
+    }
+
+    pub(super) fn wake(&self, source: &str) -> String {
+        format!("{}:wake:{source}", self.prefix)
+    }
+
+    /// A short-lived lock on `source` (`waking`, `sleeping`).
+    pub(super) fn lock(&self, name: &str, source: &str) -> String {
+        format!("{}:{name}:{source}", self.prefix)
+    }
+
+    pub(super) fn served(&self, source: &str) -> String {
+        format!("{}:served:{source}", self.prefix)
     }
 
     pub(super) fn certificate(&self, source: &str) -> String {

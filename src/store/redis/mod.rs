@@ -9,10 +9,10 @@ mod subscription;
 
 use super::error::StoreError;
 use super::notice::{Change, Notices, Subscription};
-use super::route_store::{CertificatePem, RouteStore};
+use super::route_store::{CertificatePem, Lock, RouteStore};
 use super::writer::Writer;
 use crate::route::rules::{Backends, validate};
-use crate::route::{Mode, Route, Rule, Settings, normalize_target};
+use crate::route::{Mode, Route, Rule, Settings, Wake, normalize_target, wake};
 use async_trait::async_trait;
 use keys::Keys;
 use primary::{AbortOnDrop, Connector, Link, Primary, Sentinels};
@@ -327,19 +327,20 @@ impl RouteStore for RedisStore {
         for source in sources {
             pipe.get(self.keys.route(source))
                 .hgetall(self.keys.settings(source))
-                .get(self.keys.rules(source));
+                .get(self.keys.rules(source))
+                .get(self.keys.wake(source));
         }
         let mut conn = self.conn()?;
         let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
         let mut values = values.into_iter();
         let mut routes = Vec::with_capacity(sources.len());
         for source in sources {
-            let (Some(target), Some(settings), Some(rules)) =
-                (values.next(), values.next(), values.next())
+            let (Some(target), Some(settings), Some(rules), Some(wake)) =
+                (values.next(), values.next(), values.next(), values.next())
             else {
                 break;
             };
-            routes.push(parse_route(source, target, settings, rules)?);
+            routes.push(parse_route(source, target, settings, rules, wake)?);
         }
         Ok(routes)
     }
@@ -378,12 +379,18 @@ impl RouteStore for RedisStore {
             // Plain structs with string keys: serialising cannot fail.
             false => serde_json::to_string(&route.rules).unwrap_or_default(),
         };
+        let wake = route
+            .wake
+            .as_ref()
+            .and_then(|wake| serde_json::to_string(wake).ok())
+            .unwrap_or_default();
         call.arg(scripts::WRITE)
-            .arg(4)
+            .arg(5)
             .arg(self.keys.route(&route.source))
             .arg(self.keys.settings(&route.source))
             .arg(self.keys.owner(&route.source))
             .arg(self.keys.rules(&route.source))
+            .arg(self.keys.wake(&route.source))
             .arg(&route.target)
             .arg(by.owner().unwrap_or(""))
             .arg(matches!(
@@ -397,6 +404,7 @@ impl RouteStore for RedisStore {
             .arg(notice(&route.source))
             .arg(by.replaces().unwrap_or(""))
             .arg(rules)
+            .arg(wake)
             .arg("enforce_https")
             .arg(if settings.enforce_https { "1" } else { "0" })
             .arg("mode")
@@ -417,12 +425,13 @@ impl RouteStore for RedisStore {
     async fn remove(&self, source: &str, by: Writer<'_>) -> Result<bool, StoreError> {
         let mut call = redis::cmd("EVAL");
         call.arg(scripts::REMOVE)
-            .arg(5)
+            .arg(6)
             .arg(self.keys.route(source))
             .arg(self.keys.settings(source))
             .arg(self.keys.owner(source))
             .arg(self.keys.certificate(source))
             .arg(self.keys.rules(source))
+            .arg(self.keys.wake(source))
             .arg(by.owner().unwrap_or(""))
             .arg(self.keys.channel())
             .arg(notice(source));
@@ -499,6 +508,61 @@ impl RouteStore for RedisStore {
         Ok(owners)
     }
 
+    async fn try_lock(
+        &self,
+        lock: Lock,
+        source: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let set = redis::cmd("SET")
+            .arg(self.keys.lock(lock.name(), source))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .to_owned();
+        let answer: Option<String> = self.run(set.query_async(&mut conn)).await?;
+        Ok(answer.is_some())
+    }
+
+    async fn unlock(&self, lock: Lock, source: &str, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut call = redis::cmd("EVAL");
+        call.arg(scripts::UNLOCK)
+            .arg(1)
+            .arg(self.keys.lock(lock.name(), source))
+            .arg(holder);
+        self.run(call.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn set_served(&self, source: &str, at: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut call = redis::cmd("EVAL");
+        call.arg(scripts::SERVED)
+            .arg(1)
+            .arg(self.keys.served(source))
+            .arg(at);
+        self.run(call.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn served(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn()?;
+        let get = redis::cmd("GET").arg(self.keys.served(source)).to_owned();
+        let at: Option<String> = self.run(get.query_async(&mut conn)).await?;
+        Ok(at.and_then(|at| at.parse().ok()))
+    }
+
+    async fn clear_served(&self, source: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let del = redis::cmd("DEL").arg(self.keys.served(source)).to_owned();
+        self.run(del.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         self.run(redis::cmd("PING").query_async::<()>(&mut conn))
@@ -513,12 +577,14 @@ impl RouteStore for RedisStore {
 /// Reads a route the way the Ceryx proxy did: any target string (a bare `host:port`
 /// gets `http://`), `enforce_https` on for "1" (or "true"), `redirect` mode only when
 /// it says so exactly. Rules another tool wrote that do not read or validate are left
-/// out (the host is served by its target, as in Ceryx) with a warning.
+/// out (the host is served by its target, as in Ceryx) with a warning, and so is a wake
+/// setting (requests to a sleeping backend get 502, as without one).
 pub(crate) fn parse_route(
     source: &str,
     target: Value,
     settings: Value,
     rules: Value,
+    wake: Value,
 ) -> Result<Option<Route>, StoreError> {
     let Some(target): Option<String> =
         redis::from_redis_value(target).map_err(redis::RedisError::from)?
@@ -550,11 +616,26 @@ pub(crate) fn parse_route(
                 Vec::new()
             })
     });
+    let wake: Option<String> = redis::from_redis_value(wake).map_err(redis::RedisError::from)?;
+    let wake = wake.and_then(|json| {
+        serde_json::from_str::<Wake>(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|mut wake| {
+                wake::validate(&mut wake)
+                    .map(|()| wake)
+                    .map_err(|e| e.to_string())
+            })
+            .inspect_err(|error| {
+                tracing::warn!(%source, %error, "stored wake setting unreadable: left out");
+            })
+            .ok()
+    });
     Ok(Some(Route {
         source: source.to_owned(),
         target: normalize_target(&target),
         settings,
         rules,
+        wake,
     }))
 }
 

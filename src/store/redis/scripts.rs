@@ -13,6 +13,15 @@ pub(super) const REMOVE: &str = include_str!("remove.lua");
 /// A route's stored certificate, set or removed by its owner (see `certificate.lua`).
 pub(super) const CERTIFICATE: &str = include_str!("certificate.lua");
 
+/// Releases a lock if the caller still holds it. KEYS: the lock; ARGV: the holder.
+pub(super) const UNLOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// Moves a route's last-served time forward only, so replicas never set it back.
+/// KEYS: the served key; ARGV: Unix milliseconds.
+pub(super) const SERVED: &str = "local at = tonumber(redis.call('GET', KEYS[1]) or '0') \
+    if tonumber(ARGV[1]) > at then redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
+
 /// What a script did, when it was allowed to.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Outcome {
