@@ -228,9 +228,10 @@ impl Forwarder {
     }
 
     /// One attempt for [`Forwarder::forward_or_refused`] and [`Forwarder::resend`]; the
-    /// upgrade stays with the request until a 101 takes it. On the `first` attempt, an
-    /// idempotent request whose connection broke before its body was read (a pooled
-    /// connection the backend closed as it went to sleep) comes back as refused too.
+    /// upgrade stays with the request until a 101 takes it. On the `first` attempt, a
+    /// request whose connection broke before its body was read (a pooled connection
+    /// the backend closed as it went to sleep) comes back as refused too, when sending
+    /// it again is safe.
     async fn attempt(
         &self,
         prepared: Prepared,
@@ -255,9 +256,7 @@ impl Forwarder {
             .await;
         match response {
             Err(ProxyError::Refused(_)) if refused.replay.can_resend() => Err(refused),
-            Err(ProxyError::BadGateway(_))
-                if first && idempotent(&refused.replay.method) && refused.replay.can_resend() =>
-            {
+            Err(ProxyError::BadGateway(_)) if first && refused.replay.may_resend_after_break() => {
                 Err(refused)
             }
             response => Ok(Forwarded {
@@ -538,6 +537,17 @@ impl Replay {
         self.body
             .as_ref()
             .is_none_or(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+    }
+
+    /// Whether the request may go out again after its connection broke: it is
+    /// idempotent, or it has a body not one byte of which was read, so the upstream
+    /// cannot have received it whole (and cannot have acted on it).
+    fn may_resend_after_break(&self) -> bool {
+        let unsent = |slot: &Unsent| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        match &self.body {
+            Some(slot) => unsent(slot),
+            None => idempotent(&self.method),
+        }
     }
 
     /// The request again, for `upstream`; `None` when its body was read after all.
