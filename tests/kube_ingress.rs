@@ -388,6 +388,11 @@ async fn ingress_nginx_annotations_behave_as_ingress_nginx_documents_them() {
         &one("slow.test", "/", "Prefix"),
     );
     w.ingress(
+        "small",
+        &[(&n("proxy-body-size"), "1k")],
+        &one("small.test", "/", "Prefix"),
+    );
+    w.ingress(
         "odd",
         &[(&n("configuration-snippet"), "more_set_headers \"X: y\";")],
         &one("odd.test", "/", "Prefix"),
@@ -448,6 +453,18 @@ async fn ingress_nginx_annotations_behave_as_ingress_nginx_documents_them() {
         "{:?}",
         started.elapsed()
     );
+
+    // proxy-body-size: larger bodies answered 413 by the proxy, as nginx does.
+    w.wait("small.test", "/", StatusCode::OK).await;
+    let post = |size: usize| {
+        w.client.send(
+            w.proxy.addr,
+            Request::post("/upload").header("host", "small.test"),
+            "x".repeat(size),
+        )
+    };
+    assert_eq!(post(2048).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(post(512).await.json()["body_len"], 512);
 
     w.wait("odd.test", "/", StatusCode::OK).await;
     w.wait_event(

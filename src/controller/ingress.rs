@@ -9,7 +9,7 @@ use super::claim::{Claim, Origin, SecretRef};
 use super::endpoints::Index;
 use super::hosts::Problem;
 use crate::route::rules::{
-    BackendRef, Filter, FilterType, Match, PathMatch, PathMatchType, PathModifier,
+    BackendRef, Filter, FilterType, Limits, Match, PathMatch, PathMatchType, PathModifier,
     PathModifierType, RequestRedirect, Rule, ServiceRef, Timeouts, UrlRewrite,
 };
 use crate::route::{WILDCARD, normalize_source};
@@ -244,6 +244,7 @@ struct Options {
     redirect: Option<RequestRedirect>,
     rewrite: Option<String>,
     timeouts: Option<Timeouts>,
+    limits: Option<Limits>,
 }
 
 impl Options {
@@ -296,11 +297,14 @@ impl Options {
             }
             seconds
         });
-        for name in [
-            "proxy-connect-timeout",
-            "proxy-send-timeout",
-            "proxy-body-size",
-        ] {
+        let body = annotations.get("proxy-body-size").and_then(|size| {
+            let parsed = crate::config::size(size);
+            if parsed.is_err() {
+                bad("proxy-body-size", "must be a size like 8m, 512k or 0");
+            }
+            parsed.ok().map(|_| size.to_owned())
+        });
+        for name in ["proxy-connect-timeout", "proxy-send-timeout"] {
             if annotations.get(name).is_some() {
                 problems.push(Problem {
                     reason: "UnsupportedAnnotation",
@@ -320,6 +324,9 @@ impl Options {
             timeouts: read.map(|s| Timeouts {
                 request: None,
                 backend_request: Some(format!("{s}s")),
+            }),
+            limits: body.map(|size| Limits {
+                request_body: Some(size),
             }),
         }
     }
@@ -359,6 +366,7 @@ impl Options {
             filters,
             backend_refs: vec![backend],
             timeouts: self.timeouts.clone(),
+            limits: self.limits.clone(),
             ..Rule::default()
         };
         self.redirect_all(&mut rule);
@@ -370,6 +378,7 @@ impl Options {
         let mut rule = Rule {
             backend_refs: vec![backend],
             timeouts: self.timeouts.clone(),
+            limits: self.limits.clone(),
             ..Rule::default()
         };
         self.redirect_all(&mut rule);

@@ -246,7 +246,9 @@ impl Proxy {
             )));
         };
 
-        let max_body = self.config.max_request_body_size;
+        let max_body = rule
+            .and_then(|r| r.max_body)
+            .unwrap_or(self.config.max_request_body_size);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

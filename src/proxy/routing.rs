@@ -84,6 +84,8 @@ pub(crate) struct CompiledRule {
     pub(crate) request_timeout: Option<Duration>,
     /// One attempt, up to the response head.
     pub(crate) attempt_timeout: Option<Duration>,
+    /// Largest request body (0: none), when the rule sets its own.
+    pub(crate) max_body: Option<u64>,
     /// Retries of failed attempts.
     pub(crate) retry: Option<RetryPolicy>,
 }
@@ -340,6 +342,10 @@ impl CompiledRule {
             total_weight: 0,
             request_timeout: None,
             attempt_timeout: None,
+            max_body: rule
+                .limits
+                .as_ref()
+                .and_then(|l| crate::config::size(l.request_body.as_deref()?).ok()),
             retry: rule.retry.as_ref().map(|retry| RetryPolicy {
                 attempts: retry.attempts.unwrap_or(1),
                 codes: retry

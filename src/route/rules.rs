@@ -42,6 +42,20 @@ pub struct Rule {
     /// Retries of failed attempts, on another endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// Limits on the requests the rule takes (the proxy's own when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// Limits on a rule's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, in nginx's syntax (`8m`, `512k`, bytes; `0` for no limit):
+    /// larger ones are answered 413. `CERYX_MAX_REQUEST_BODY_SIZE` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub request_body: Option<String>,
 }
 
 impl Rule {
@@ -464,6 +478,14 @@ pub(crate) fn validate(rules: &[Rule], services: Backends) -> Result<(), RuleErr
             }
             optional_duration(&retry.backoff, &format!("{here}.retry.backoff"))?;
         }
+        if let Some(body) = rule.limits.as_ref().and_then(|l| l.request_body.as_deref())
+            && crate::config::size(body).is_err()
+        {
+            return Err(at(
+                format!("{here}.limits.requestBody"),
+                "Must be a size like 8m, 512k or a number of bytes (0: no limit).",
+            ));
+        }
     }
     Ok(())
 }
@@ -853,6 +875,10 @@ mod tests {
             (
                 json!([{"matches": [{"path": {"type": "RegularExpression", "value": "("}}]}]),
                 "rules[0].matches[0].path.value",
+            ),
+            (
+                json!([{"limits": {"requestBody": "8 MB"}}]),
+                "rules[0].limits.requestBody",
             ),
             (
                 json!([{"matches": [{"path": {"value": "api"}}]}]),

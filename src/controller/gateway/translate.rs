@@ -590,6 +590,7 @@ fn translate_rule(
                 .collect(),
             backoff: r.backoff.clone(),
         }),
+        limits: None,
     }
 }
 
