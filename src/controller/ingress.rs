@@ -389,7 +389,7 @@ impl Options {
         if let Some(redirect) = &self.redirect {
             rule.filters = vec![Filter {
                 request_redirect: Some(redirect.clone()),
-                ..filter(FilterType::RequestRedirect)
+                ..Filter::of(FilterType::RequestRedirect)
             }];
             rule.backend_refs.clear();
         }
@@ -406,19 +406,7 @@ fn rewrite(path: String) -> Filter {
                 replace_prefix_match: Some(path),
             }),
         }),
-        ..filter(FilterType::UrlRewrite)
-    }
-}
-
-/// A filter of `kind` with its field still to set.
-fn filter(kind: FilterType) -> Filter {
-    Filter {
-        kind,
-        request_header_modifier: None,
-        response_header_modifier: None,
-        request_redirect: None,
-        url_rewrite: None,
-        request_mirror: None,
+        ..Filter::of(FilterType::UrlRewrite)
     }
 }
 

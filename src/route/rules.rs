@@ -173,6 +173,20 @@ pub struct Filter {
     pub request_mirror: Option<RequestMirror>,
 }
 
+impl Filter {
+    /// A filter of `kind` whose field is still to set.
+    pub(crate) fn of(kind: FilterType) -> Filter {
+        Filter {
+            kind,
+            request_header_modifier: None,
+            response_header_modifier: None,
+            request_redirect: None,
+            url_rewrite: None,
+            request_mirror: None,
+        }
+    }
+}
+
 /// The kinds of filter, as the Gateway API names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum FilterType {

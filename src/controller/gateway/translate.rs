@@ -640,17 +640,6 @@ fn translate_match(matched: &HttpRouteMatch, here: &str, problems: &mut Problems
     }
 }
 
-fn filter_of(kind: FilterType) -> Filter {
-    Filter {
-        kind,
-        request_header_modifier: None,
-        response_header_modifier: None,
-        request_redirect: None,
-        url_rewrite: None,
-        request_mirror: None,
-    }
-}
-
 fn translate_filter(
     filter: &HttpRouteFilter,
     here: &str,
@@ -691,7 +680,7 @@ fn translate_filter(
             };
             Some(Filter {
                 request_header_modifier: Some(modifier(m)),
-                ..filter_of(FilterType::RequestHeaderModifier)
+                ..Filter::of(FilterType::RequestHeaderModifier)
             })
         }
         "ResponseHeaderModifier" => {
@@ -701,7 +690,7 @@ fn translate_filter(
             };
             Some(Filter {
                 response_header_modifier: Some(modifier(m)),
-                ..filter_of(FilterType::ResponseHeaderModifier)
+                ..Filter::of(FilterType::ResponseHeaderModifier)
             })
         }
         "RequestRedirect" => {
@@ -721,7 +710,7 @@ fn translate_filter(
                     path,
                     status_code: r.status_code.map(|c| u16::try_from(c).unwrap_or(0)),
                 }),
-                ..filter_of(FilterType::RequestRedirect)
+                ..Filter::of(FilterType::RequestRedirect)
             })
         }
         "URLRewrite" => {
@@ -738,7 +727,7 @@ fn translate_filter(
                     hostname: r.hostname.clone(),
                     path,
                 }),
-                ..filter_of(FilterType::UrlRewrite)
+                ..Filter::of(FilterType::UrlRewrite)
             })
         }
         "RequestMirror" => {
@@ -767,7 +756,7 @@ fn translate_filter(
                 request_mirror: Some(RequestMirror {
                     backend_ref: backend,
                 }),
-                ..filter_of(FilterType::RequestMirror)
+                ..Filter::of(FilterType::RequestMirror)
             })
         }
         other => {
