@@ -1,75 +1,50 @@
 //! Gateway API against a real kube-apiserver: the real `ceryx controller` (under the
 //! chart's RBAC, with `gatewayAPI.enabled`) and `ceryx proxy`, a real Redis, echo
 //! upstreams on 127.0.0.1 standing for pods. No endpoint controller runs here, so each
-//! test writes the EndpointSlices a cluster would (naming `*.localhost`, see
-//! [`World::slice`]). Each test has its own namespaces, GatewayClass (and controller
+//! test writes the EndpointSlices a cluster would (see [`TrafficWorld`]). Each test has its own namespaces, GatewayClass (and controller
 //! name), Redis and processes.
 
 mod common;
 
-use common::cluster::{ControlPlane, Controller};
+use common::cluster::ControlPlane;
 use common::tls::*;
+use common::traffic::TrafficWorld;
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// A test's own world: namespace, GatewayClass `<ns>` served by controller name
-/// `ceryx.dev/<ns>`, Redis, controller, proxy.
-struct World {
-    plane: &'static ControlPlane,
-    ns: String,
-    _redis: RedisServer,
-    controller: Controller,
-    proxy: Process,
-    https: std::net::SocketAddr,
-    client: TestClient,
+/// A test's own world ([`TrafficWorld`]) with its GatewayClass `<ns>`, served by
+/// controller name `ceryx.dev/<ns>`.
+struct World(TrafficWorld);
+
+impl std::ops::Deref for World {
+    type Target = TrafficWorld;
+
+    fn deref(&self) -> &TrafficWorld {
+        &self.0
+    }
 }
 
 impl World {
     async fn start(plane: &'static ControlPlane, prefix: &str) -> World {
         let ns = plane.namespace(prefix);
+        let controller_name = format!("ceryx.dev/{ns}");
         plane.apply_in(
             &ns,
-            &format!("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: {ns}\nspec:\n  controllerName: ceryx.dev/{ns}\n"),
+            &format!("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata:\n  name: {ns}\nspec:\n  controllerName: {controller_name}\n"),
         );
-        let redis = RedisServer::start().await;
-        let controller_name = format!("ceryx.dev/{ns}");
-        let controller = Controller::start(
-            plane,
-            &redis,
-            &[
-                ("CERYX_INGRESS_CLASS", &ns),
-                ("CERYX_LEASE_NAME", &ns),
-                ("CERYX_PUBLISH_ADDRESS", "127.0.0.1"),
-                ("CERYX_GATEWAY_CONTROLLER_NAME", &controller_name),
-            ],
-        )
-        .await;
-        let https: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let proxy = Process::start(
-            "proxy",
-            &[
-                ("CERYX_REDIS_URL", redis.url()),
-                ("CERYX_HTTPS_ADDR", https.to_string()),
-            ],
-        )
-        .await;
-        World {
-            plane,
-            ns,
-            _redis: redis,
-            controller,
-            proxy,
-            https,
-            client: TestClient::default(),
-        }
+        let env = [
+            ("CERYX_INGRESS_CLASS", ns.as_str()),
+            ("CERYX_LEASE_NAME", ns.as_str()),
+            ("CERYX_GATEWAY_CONTROLLER_NAME", controller_name.as_str()),
+        ];
+        World(TrafficWorld::start_in(plane, ns.clone(), &env).await)
     }
 
     fn apply(&self, namespace: &str, yaml: &str) {
-        let (_, stderr) = self.plane.apply_in(namespace, yaml);
-        assert!(stderr.is_empty(), "kubectl apply warned: {stderr}");
+        self.apply_to(namespace, yaml);
     }
 
     /// A Service `name` in `namespace` with one unnamed port 80, and its EndpointSlice
@@ -79,18 +54,7 @@ impl World {
             namespace,
             &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports: [{{port: 80}}]\n"),
         );
-        self.slice(namespace, name, upstream);
-    }
-
-    /// The EndpointSlice of Service `service`: the API server refuses loopback IPs in
-    /// slices, so the endpoint is `<namespace>-<service>.localhost`, which the proxy
-    /// takes for 127.0.0.1 as RFC 6761 says (an `FQDN` slice), on the upstream's port.
-    fn slice(&self, namespace: &str, service: &str, upstream: &Upstream) {
-        // (kubectl warns that FQDN slices are deprecated: not checked here.)
-        self.plane.apply_in(namespace, &format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: FQDN\nports: [{{name: \"\", port: {}, protocol: TCP}}]\nendpoints: [{{addresses: [{namespace}-{service}.localhost], conditions: {{ready: true}}}}]\n",
-            upstream.addr.port()
-        ));
+        self.slice(namespace, name, name, "", upstream, true);
     }
 
     /// The object `kind/name` in `namespace`, as JSON.
@@ -99,39 +63,6 @@ impl World {
             .plane
             .kubectl_ok(&["-n", namespace, "get", kind, name, "-o", "json"]);
         serde_json::from_str(&out).unwrap()
-    }
-
-    async fn send(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut req = Request::get(path).header("host", host);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.client.send(self.proxy.addr, req, "").await
-    }
-
-    /// Polls until `GET path` on `host` (with `headers`) answers `status`.
-    async fn wait(
-        &self,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        status: StatusCode,
-    ) -> Reply {
-        let start = Instant::now();
-        loop {
-            let reply = self.send(host, path, headers).await;
-            if reply.status == status {
-                return reply;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{host}{path} answered {} instead of {status}: {:?}\ncontroller log:\n{}",
-                reply.status,
-                reply.body,
-                self.controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// Polls until `check` holds for the object `kind/name`; returns it.
@@ -253,7 +184,7 @@ spec:
 "#);
 
     // Served as written.
-    let home = w.wait("shop.gw.test", "/", &[], StatusCode::OK).await;
+    let home = w.wait_for("shop.gw.test", "/", &[], StatusCode::OK).await;
     assert_eq!(home.upstream().as_deref(), Some("web"));
     let canaried = w.send("shop.gw.test", "/", &[("x-canary", "1")]).await;
     assert_eq!(canaried.upstream().as_deref(), Some("canary"));
@@ -379,7 +310,7 @@ spec:
     // Deleting the route takes its hosts away and detaches it.
     w.plane
         .kubectl_ok(&["-n", &ns, "delete", "httproute", "shop"]);
-    w.wait("shop.gw.test", "/", &[], StatusCode::SERVICE_UNAVAILABLE)
+    w.wait_for("shop.gw.test", "/", &[], StatusCode::SERVICE_UNAVAILABLE)
         .await;
     w.wait_object(&ns, "gateway", "edge", "no attached route", |g| {
         g["status"]["listeners"][0]["attachedRoutes"] == 0
@@ -467,7 +398,7 @@ spec:
         "a parent of another class is not ours to judge"
     );
     assert_eq!(route["status"]["parents"].as_array().unwrap().len(), 1);
-    w.wait("crossing.test", "/", &[], StatusCode::INTERNAL_SERVER_ERROR)
+    w.wait_for("crossing.test", "/", &[], StatusCode::INTERNAL_SERVER_ERROR)
         .await;
 
     // With one: served.
@@ -485,7 +416,7 @@ spec:
 "#
         ),
     );
-    let served = w.wait("crossing.test", "/", &[], StatusCode::OK).await;
+    let served = w.wait_for("crossing.test", "/", &[], StatusCode::OK).await;
     assert_eq!(served.upstream().as_deref(), Some("shared"));
     w.wait_object(&ns, "httproute", "crossing", "ResolvedRefs", |r| {
         w.parent(r, "ours")
@@ -612,7 +543,8 @@ spec:
         "{}",
         gateway["status"]
     );
-    w.wait("secure.gwtls.test", "/", &[], StatusCode::OK).await;
+    w.wait_for("secure.gwtls.test", "/", &[], StatusCode::OK)
+        .await;
     let sni = || async { leaf(&connect(w.https, Some("secure.gwtls.test"), &[b"http/1.1"]).await) };
     assert_ne!(
         sni().await,

@@ -1,77 +1,48 @@
-//! Ingresses, and Services resolved to their endpoints, against a real kube-apiserver: the real `ceryx controller` (under the
-//! chart's RBAC) and `ceryx proxy`, a real Redis, echo upstreams on 127.0.0.1 standing
-//! for pods. No endpoint controller runs here, so each test writes the EndpointSlices a
-//! cluster would (naming `*.localhost`, see [`World::slice`]). Each test has its own namespace, IngressClass, Redis and processes.
+//! Ingresses, and Services resolved to their endpoints, against a real kube-apiserver:
+//! the real `ceryx controller` (under the chart's RBAC) and `ceryx proxy`, a real Redis,
+//! echo upstreams on 127.0.0.1 standing for pods (see [`TrafficWorld`]). Each test has
+//! its own namespace, IngressClass, Redis and processes.
 
 mod common;
 
-use common::cluster::{ControlPlane, Controller};
+use common::cluster::ControlPlane;
 use common::tls::*;
+use common::traffic::TrafficWorld;
 use common::*;
 use http::{Request, StatusCode};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// A test's own world: namespace (also its IngressClass), Redis, controller, proxy.
-struct World {
-    plane: &'static ControlPlane,
-    ns: String,
-    _redis: RedisServer,
-    controller: Controller,
-    proxy: Process,
-    https: std::net::SocketAddr,
-    client: TestClient,
+/// A test's own world, with its IngressClass `<ns>`.
+struct World(TrafficWorld);
+
+impl std::ops::Deref for World {
+    type Target = TrafficWorld;
+
+    fn deref(&self) -> &TrafficWorld {
+        &self.0
+    }
 }
 
 impl World {
-    /// Starts everything and creates the IngressClass `<ns>` (the cluster default when
+    /// Starts the world and creates its IngressClass (the cluster default when
     /// `default`).
     async fn start(plane: &'static ControlPlane, prefix: &str, default: bool) -> World {
-        let ns = plane.namespace(prefix);
+        let w = TrafficWorld::start(plane, prefix, &[]).await;
         let annotation = if default {
             "\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}"
         } else {
             ""
         };
-        plane.apply_in(
-            &ns,
-            &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {ns}{annotation}\nspec:\n  controller: ceryx.dev/ingress-controller\n"),
+        w.apply_to(
+            &w.ns,
+            &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {}{annotation}\nspec:\n  controller: ceryx.dev/ingress-controller\n", w.ns),
         );
-        let redis = RedisServer::start().await;
-        let controller = Controller::start(
-            plane,
-            &redis,
-            &[
-                ("CERYX_INGRESS_CLASS", &ns),
-                ("CERYX_LEASE_NAME", &ns),
-                ("CERYX_PUBLISH_ADDRESS", "127.0.0.1"),
-            ],
-        )
-        .await;
-        let https: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let proxy = Process::start(
-            "proxy",
-            &[
-                ("CERYX_REDIS_URL", redis.url()),
-                ("CERYX_HTTPS_ADDR", https.to_string()),
-            ],
-        )
-        .await;
-        World {
-            plane,
-            ns,
-            _redis: redis,
-            controller,
-            proxy,
-            https,
-            client: TestClient::default(),
-        }
+        World(w)
     }
 
     fn apply(&self, yaml: &str) {
-        let (_, stderr) = self.plane.apply_in(&self.ns, yaml);
-        assert!(stderr.is_empty(), "kubectl apply warned: {stderr}");
+        self.apply_to(&self.ns, yaml);
     }
 
     /// An Ingress of this test's class; `annotations` and `spec` as YAML lines.
@@ -98,46 +69,17 @@ impl World {
         ));
     }
 
-    /// An EndpointSlice of Service `service` with one endpoint: `upstream`, as a pod
-    /// serving the Service port named `port_name` ("" for an unnamed one). The API server
-    /// refuses loopback IPs in slices, so the endpoint is `<slice>.localhost`, which the
-    /// proxy takes for 127.0.0.1 as RFC 6761 says (an `FQDN` slice); each slice has its
-    /// own port.
-    fn slice(&self, name: &str, service: &str, port_name: &str, upstream: &Upstream, ready: bool) {
-        // (kubectl warns that FQDN slices are deprecated.)
-        self.plane.apply_in(&self.ns, &format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: FQDN\nports: [{{name: {port_name:?}, port: {}, protocol: TCP}}]\nendpoints: [{{addresses: [{name}.localhost], conditions: {{ready: {ready}}}}}]\n",
-            upstream.addr.port()
-        ));
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.ns.as_str()];
-        all.extend_from_slice(args);
-        self.plane.kubectl_ok(&all)
+    /// A slice of Service `service` in this namespace ([`TrafficWorld::slice`]).
+    fn pod(&self, name: &str, service: &str, port_name: &str, upstream: &Upstream, ready: bool) {
+        self.slice(&self.ns, name, service, port_name, upstream, ready);
     }
 
     async fn get(&self, host: &str, path: &str) -> Reply {
-        self.client.get(self.proxy.addr, host, path).await
+        self.send(host, path, &[]).await
     }
 
-    /// Polls until `GET path` on `host` answers `status`; returns the reply.
     async fn wait(&self, host: &str, path: &str, status: StatusCode) -> Reply {
-        let start = Instant::now();
-        loop {
-            let reply = self.get(host, path).await;
-            if reply.status == status {
-                return reply;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{host}{path} answered {} instead of {status}: {:?}\ncontroller log:\n{}",
-                reply.status,
-                reply.body,
-                self.controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for(host, path, &[], status).await
     }
 
     /// Which upstreams answered `n` requests for `host` `path`, sent 8 at a time (as a
@@ -156,32 +98,9 @@ impl World {
         seen
     }
 
-    /// The notes of the Events with `reason` on Ingress `name`.
-    fn events(&self, name: &str, reason: &str) -> Vec<String> {
-        let out = self.kubectl(&[
-            "get",
-            "events.events.k8s.io",
-            "-o",
-            "json",
-            "--field-selector",
-            &format!("regarding.kind=Ingress,regarding.name={name},reason={reason}"),
-        ]);
-        let list: Value = serde_json::from_str(&out).unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-
     /// Polls until an Event with `reason` on Ingress `name` says `words`.
-    async fn wait_event(&self, name: &str, reason: &str, words: &str) {
-        let what = format!("a {reason} Event on {name} saying {words:?}");
-        eventually(Duration::from_secs(20), &what, || async {
-            self.events(name, reason).iter().any(|n| n.contains(words))
-        })
-        .await;
+    async fn wait_ingress_event(&self, name: &str, reason: &str, words: &str) {
+        self.wait_event("Ingress", name, reason, words).await;
     }
 }
 
@@ -197,9 +116,9 @@ async fn an_ingress_is_served_as_written_over_the_ready_endpoints_of_its_service
     w.service("web", "[{name: http, port: 80}]");
     w.service("api", "[{port: 8080}]");
     w.service("empty", "[{port: 80}]");
-    w.slice("web-a", "web", "http", &web_a, true);
-    w.slice("web-b", "web", "http", &web_b, true);
-    w.slice("api", "api", "", &api, true);
+    w.pod("web-a", "web", "http", &web_a, true);
+    w.pod("web-b", "web", "http", &web_b, true);
+    w.pod("api", "api", "", &api, true);
     let (pem, der) = issue(&["secure.test"]);
     plane.tls_secret(&w.ns, "secure-tls", &pem);
     w.ingress(
@@ -239,7 +158,7 @@ async fn an_ingress_is_served_as_written_over_the_ready_endpoints_of_its_service
         "{:?}",
         empty.body
     );
-    w.wait_event(
+    w.wait_ingress_event(
         "shop",
         "NoReadyEndpoints",
         &format!("Service {}/empty", w.ns),
@@ -267,11 +186,11 @@ async fn an_ingress_is_served_as_written_over_the_ready_endpoints_of_its_service
         ]) == "127.0.0.1"
     })
     .await;
-    w.wait_event("shop", "Programmed", "secure.test, shop.test")
+    w.wait_ingress_event("shop", "Programmed", "secure.test, shop.test")
         .await;
 
     // An endpoint that stops being ready stops getting traffic within a second.
-    w.slice("web-b", "web", "http", &web_b, false);
+    w.pod("web-b", "web", "http", &web_b, false);
     let changed = Instant::now();
     loop {
         let spread = w.spread("shop.test", "/", 10).await;
@@ -311,7 +230,7 @@ async fn ingresses_sharing_a_host_merge_and_the_older_keeps_a_contested_path() {
     );
     for (name, upstream) in [("web", &web), ("api", &api), ("other", &other)] {
         w.service(name, "[{port: 80}]");
-        w.slice(name, name, "", upstream, true);
+        w.pod(name, name, "", upstream, true);
     }
     let path = |p: &str, service: &str| {
         format!(
@@ -326,7 +245,7 @@ async fn ingresses_sharing_a_host_merge_and_the_older_keeps_a_contested_path() {
         &[],
         &rules(path("/api", "api") + &path("/", "other")),
     );
-    w.wait_event("second", "HostConflict", "served by Ingress")
+    w.wait_ingress_event("second", "HostConflict", "served by Ingress")
         .await;
     eventually(
         Duration::from_secs(20),
@@ -355,7 +274,7 @@ async fn ingress_nginx_annotations_behave_as_ingress_nginx_documents_them() {
     let w = World::start(plane, "nginx", true).await;
     let web = Upstream::start("web").await;
     w.service("web", "[{port: 80}]");
-    w.slice("web", "web", "", &web, true);
+    w.pod("web", "web", "", &web, true);
     let one = |host: &str, path: &str, kind: &str| {
         format!(
             "rules:\n- host: {host}\n  http:\n    paths:\n    - {{path: {path:?}, pathType: {kind}, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
@@ -467,7 +386,7 @@ async fn ingress_nginx_annotations_behave_as_ingress_nginx_documents_them() {
     assert_eq!(post(512).await.json()["body_len"], 512);
 
     w.wait("odd.test", "/", StatusCode::OK).await;
-    w.wait_event(
+    w.wait_ingress_event(
         "odd",
         "UnsupportedAnnotation",
         "nginx.ingress.kubernetes.io/configuration-snippet",
@@ -517,8 +436,8 @@ async fn a_ceryxroute_service_target_is_served_over_the_services_ready_endpoints
         },
     )
     .await;
-    w.slice("pod-a", "web", "http", &pod_a, true);
-    w.slice("pod-b", "web", "http", &pod_b, true);
+    w.pod("pod-a", "web", "http", &pod_a, true);
+    w.pod("pod-b", "web", "http", &pod_b, true);
     eventually(Duration::from_secs(20), "both pods to serve", || async {
         w.spread("web.test", "/", 16).await.len() == 2
     })
@@ -561,8 +480,8 @@ async fn the_readmes_move_from_ingress_nginx_works_as_written() {
     );
     w.service("api", "[{port: 8080}]");
     w.service("storefront", "[{name: http, port: 80}]");
-    w.slice("api", "api", "", &api, true);
-    w.slice("storefront", "storefront", "http", &storefront, true);
+    w.pod("api", "api", "", &api, true);
+    w.pod("storefront", "storefront", "http", &storefront, true);
     w.plane.apply_in(&w.ns, &yaml);
     assert_eq!(
         w.get("shop.example.com", "/").await.status,
@@ -586,7 +505,7 @@ async fn the_readmes_move_from_ingress_nginx_works_as_written() {
     let api_reply = w.get("shop.example.com", "/api/orders?id=7").await;
     assert_eq!(api_reply.upstream().as_deref(), Some("api"));
     assert_eq!(api_reply.json()["path"], "/orders?id=7");
-    w.wait_event("shop", "UnsupportedAnnotation", "configuration-snippet")
+    w.wait_ingress_event("shop", "UnsupportedAnnotation", "configuration-snippet")
         .await;
     eventually(
         Duration::from_secs(20),

@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod sentinel;
 pub mod tls;
+pub mod traffic;
 
 mod api;
 mod certs;
