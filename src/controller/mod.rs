@@ -83,6 +83,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
                     let _ = replay_tx.send(());
                 }
                 Change::Route { source, .. } => drop(contested_tx.send(source)),
+                Change::Wake { .. } => {}
             }
         }
     });

@@ -19,6 +19,8 @@ pub struct MemoryStore {
     locks: Mutex<HashMap<(Lock, String), (String, Instant)>>,
     /// When each source last served (Unix milliseconds).
     served: Mutex<HashMap<String, u64>>,
+    /// Pending wake requests by source, until when they last.
+    wake_requests: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone)]
@@ -45,6 +47,10 @@ impl MemoryStore {
 
     fn served_at(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.wake_requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn announce(&self, source: &str) {
@@ -182,6 +188,27 @@ impl RouteStore for MemoryStore {
 
     async fn clear_served(&self, source: &str) -> Result<(), StoreError> {
         self.served_at().remove(source);
+        Ok(())
+    }
+
+    async fn request_wake(&self, source: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.wake_requests()
+            .insert(source.to_owned(), Instant::now() + ttl);
+        self.notices.send(Change::Wake {
+            source: source.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn wake_requested(&self, source: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut requests = self.wake_requests();
+        requests.retain(|_, until| *until > now);
+        Ok(requests.contains_key(source))
+    }
+
+    async fn clear_wake_request(&self, source: &str) -> Result<(), StoreError> {
+        self.wake_requests().remove(source);
         Ok(())
     }
 
