@@ -25,8 +25,13 @@ struct World {
 impl World {
     /// Starts everything with `proxies` proxy processes sharing one Redis, and creates
     /// Deployment `web` (0 replicas), Service `web` and CeryxRoute `web` for `web.test`
-    /// waking the Deployment; waits until the route is programmed.
-    async fn start(plane: &'static ControlPlane, prefix: &str, proxies: usize) -> World {
+    /// with `wake` (YAML flow map); waits until the route is programmed.
+    async fn start(
+        plane: &'static ControlPlane,
+        prefix: &str,
+        proxies: usize,
+        wake: &str,
+    ) -> World {
         let ns = plane.namespace(prefix);
         plane.apply_in(
             &ns,
@@ -55,7 +60,7 @@ impl World {
         );
         w.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n");
         w.apply(&format!(
-            "apiVersion: ceryx.dev/v1alpha1\nkind: CeryxRoute\nmetadata:\n  name: web\nspec:\n  ingressClassName: {}\n  source: web.test\n  target:\n    service: {{name: web, port: 80}}\n  wake: {{scaleTargetRef: {{kind: Deployment, name: web}}, idleAfter: 3s, timeout: 30s}}\n",
+            "apiVersion: ceryx.dev/v1alpha1\nkind: CeryxRoute\nmetadata:\n  name: web\nspec:\n  ingressClassName: {}\n  source: web.test\n  target:\n    service: {{name: web, port: 80}}\n  wake: {wake}\n",
             w.ns
         ));
         eventually(Duration::from_secs(20), "the route programmed", || async {
@@ -146,6 +151,10 @@ impl World {
     }
 }
 
+/// Wakes Deployment `web`, back to zero after 3 s idle.
+const SCALE_WEB: &str =
+    "{scaleTargetRef: {kind: Deployment, name: web}, idleAfter: 3s, timeout: 30s}";
+
 /// The echoed body of a reply from the echo upstream.
 fn echoed(reply: &Reply) -> String {
     reply.json()["body"].as_str().unwrap_or_default().to_owned()
@@ -154,7 +163,7 @@ fn echoed(reply: &Reply) -> String {
 #[tokio::test]
 async fn a_request_scales_the_deployment_up_is_held_until_its_endpoint_and_idle_scales_it_down() {
     let plane = ceryx_plane_or_skip!();
-    let w = World::start(plane, "wake", 1).await;
+    let w = World::start(plane, "wake", 1, SCALE_WEB).await;
     assert_eq!(w.replicas(), "0");
 
     let held = w.post(0, "the held body".to_owned());
@@ -192,7 +201,7 @@ async fn a_request_scales_the_deployment_up_is_held_until_its_endpoint_and_idle_
 #[tokio::test]
 async fn concurrent_requests_through_two_proxies_scale_up_once() {
     let plane = ceryx_plane_or_skip!();
-    let w = World::start(plane, "wake-once", 2).await;
+    let w = World::start(plane, "wake-once", 2, SCALE_WEB).await;
     let generation = || {
         w.kubectl(&[
             "get",
@@ -226,4 +235,36 @@ async fn concurrent_requests_through_two_proxies_scale_up_once() {
         "{log}"
     );
     w.controller.assert_nothing_forbidden();
+}
+
+/// A webhook wake holds requests for a Service without endpoints the same way: one
+/// webhook call (from one of two proxies), then the requests wait for the endpoint.
+#[tokio::test]
+async fn a_webhook_wake_holds_requests_until_the_service_has_an_endpoint() {
+    let plane = ceryx_plane_or_skip!();
+    let waker = Upstream::start("waker").await;
+    let wake = format!("{{webhook: \"{}/wake\", timeout: 30s}}", waker.url());
+    let w = World::start(plane, "wake-hook", 2, &wake).await;
+    let held: Vec<_> = (0..10)
+        .map(|i| w.post(i % 2, format!("body {i}")))
+        .collect();
+    eventually(
+        Duration::from_secs(20),
+        "the wake webhook called",
+        || async { waker.hits.load(std::sync::atomic::Ordering::SeqCst) > 0 },
+    )
+    .await;
+    assert!(held.iter().all(|h| !h.is_finished()));
+    let _pod = w.pod().await;
+    for (i, request) in held.into_iter().enumerate() {
+        let reply = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .expect("answered once the endpoint is ready")
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(echoed(&reply), format!("body {i}"));
+    }
+    assert_eq!(waker.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The controller scales nothing for a webhook wake.
+    assert_eq!(w.replicas(), "0");
 }

@@ -214,16 +214,16 @@ impl Proxy {
                 &redirect_location(&resolved.route.target, path),
             ));
         }
-        // A backend the controller wakes sleeps while its Service has no ready endpoint:
+        // A backend with a wake setting sleeps while its Service has no ready endpoint:
         // held (before the rules change the request) until the route has one.
-        if let Some(wake) = resolved.route.wake.clone().filter(Wake::by_controller)
+        if let Some(wake) = resolved.route.wake.clone()
             && resolved.rules.as_ref().is_some_and(|r| r.asleep(&req))
         {
             let source = resolved.route.source.clone();
             if wake.strategy == Strategy::Page
                 && forward::is_navigation(req.method(), req.headers())
             {
-                self.waker.request(&source, &wake);
+                self.waker.request(&host, &source, &wake);
                 return Ok(self.waker.page(&host));
             }
             resolved = self.hold_asleep(&req, &host, &source, &wake).await?;
@@ -377,11 +377,10 @@ impl Proxy {
         }
     }
 
-    /// Holds a request of a route the controller wakes while the Service its rule picks
-    /// has no ready endpoint: leaves a wake request (once per route, see
-    /// [`wake::Waker::request`]) and waits for the route's change notices (the controller
-    /// rewrites the route when an endpoint turns ready), up to the wake's timeout. The
-    /// route as it is then.
+    /// Holds a request of a route with a wake setting while the Service its rule picks
+    /// has no ready endpoint: wakes it (once per route, see [`wake::Waker::request`]) and
+    /// waits for the route's change notices (the controller rewrites the route when an
+    /// endpoint turns ready), up to the wake's timeout. The route as it is then.
     async fn hold_asleep(
         &self,
         req: &Request<Incoming>,
@@ -393,18 +392,14 @@ impl Proxy {
         let deadline = Instant::now() + wake.timeout();
         // Subscribed before the first look, so that no change between goes unseen.
         let mut changes = self.cache.changes();
-        self.waker.request(source, wake);
+        self.waker.request(host, source, wake);
         loop {
             let resolved = match self.cache.resolve(host).await {
                 Ok(Some(resolved)) => resolved,
                 Ok(None) => return Err(ProxyError::NoRoute(host.to_owned())),
                 Err(_) => return Err(ProxyError::StoreUnavailable),
             };
-            let asleep = resolved
-                .route
-                .wake
-                .as_ref()
-                .is_some_and(Wake::by_controller)
+            let asleep = resolved.route.wake.is_some()
                 && resolved.rules.as_ref().is_some_and(|r| r.asleep(req));
             if !asleep {
                 self.waker.got_endpoints(source);

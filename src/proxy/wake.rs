@@ -1,9 +1,10 @@
 //! Hold and wake: a route whose backend refuses connections (asleep) is woken through
 //! its webhook, by one replica at a time (a lock in the store), while this process holds
 //! every request for it on one shared per-route wait, probing the backend until it
-//! accepts. A route the Kubernetes controller wakes (`scale`) gets a wake request in the
-//! store instead, under the same lock; its requests wait for the route to get endpoints
-//! (see `Proxy::hold_asleep`). Routes that were served are put back to sleep (their `sleepWebhook`) once
+//! accepts. A route whose Kubernetes Service has no ready endpoint is woken under the
+//! same lock, through its webhook or, for a `scale` target, by a wake request left in
+//! the store for the controller; its requests wait for the route to get endpoints (see
+//! `Proxy::hold_asleep`). Routes that were served are put back to sleep (their `sleepWebhook`) once
 //! idle, by one replica, from a last-served time each replica writes at most every few
 //! seconds.
 
@@ -254,10 +255,10 @@ impl Waker {
         }
     }
 
-    /// Asks the Kubernetes controller to wake the route (a `scale` wake) unless this
-    /// process already waits on it: one replica (the one that gets the wake lock)
-    /// leaves the wake request.
-    pub(crate) fn request(self: &Arc<Self>, source: &str, wake: &Wake) {
+    /// Wakes a route whose Service has no ready endpoint, unless this process already
+    /// waits on it: the replica that gets the wake lock calls the webhook, or, for a
+    /// `scale` target, leaves a wake request for the Kubernetes controller.
+    pub(crate) fn request(self: &Arc<Self>, host: &str, source: &str, wake: &Wake) {
         {
             let mut requested = lock(&self.requested);
             if requested.contains_key(source) {
@@ -265,28 +266,37 @@ impl Waker {
             }
             requested.insert(source.to_owned(), Instant::now());
         }
-        let (waker, source, timeout) = (self.clone(), source.to_owned(), wake.timeout());
+        let waker = self.clone();
+        let (host, source, wake) = (host.to_owned(), source.to_owned(), wake.clone());
         tokio::spawn(async move {
-            let store = &waker.store;
+            let (store, timeout) = (&waker.store, wake.timeout());
             match store
                 .try_lock(Lock::Waking, &source, &waker.id, timeout)
                 .await
             {
-                Ok(false) => tracing::debug!(%source, "another replica asked for the wake"),
+                Ok(false) => tracing::debug!(%source, "another replica wakes it"),
                 taken => {
                     if let Err(error) = taken {
-                        tracing::warn!(%source, %error, "wake lock unavailable: asking anyway");
+                        tracing::warn!(%source, %error, "wake lock unavailable: waking anyway");
                     }
-                    match store.request_wake(&source, timeout).await {
-                        Ok(()) => tracing::info!(%source, "wake requested from the controller"),
-                        Err(error) => tracing::warn!(%source, %error, "wake request failed"),
+                    if let Some(url) = &wake.webhook {
+                        let body = serde_json::json!({"host": host, "route": source});
+                        match call(&waker.client, url, body.to_string()).await {
+                            Ok(status) => tracing::info!(%url, %status, "wake webhook called"),
+                            Err(error) => tracing::warn!(%url, %error, "wake webhook failed"),
+                        }
+                    } else {
+                        match store.request_wake(&source, timeout).await {
+                            Ok(()) => tracing::info!(%source, "wake requested from the controller"),
+                            Err(error) => tracing::warn!(%source, %error, "wake request failed"),
+                        }
                     }
                 }
             }
         });
     }
 
-    /// A route the controller woke has endpoints: the wake is over (recorded once).
+    /// A route woken for want of endpoints has one: the wake is over (recorded once).
     pub(crate) fn got_endpoints(&self, source: &str) {
         let Some(started) = lock(&self.requested).remove(source) else {
             return;
@@ -300,7 +310,7 @@ impl Waker {
         });
     }
 
-    /// A route the controller was to wake got no endpoint in time: the next request
+    /// A route woken for want of endpoints got none in time: the next request
     /// asks again.
     pub(crate) fn no_endpoints(&self, source: &str, timeout: Duration) {
         if lock(&self.requested).remove(source).is_some() {

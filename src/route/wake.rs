@@ -1,5 +1,5 @@
-//! How a route's backend is woken when it is asleep (connections refused, or a Service
-//! with no ready endpoint), and put back to sleep when idle: webhooks the proxy calls, or
+//! How a route's backend is woken when it is asleep (connections refused, or a
+//! Kubernetes Service with no ready endpoint), and put back to sleep when idle: webhooks the proxy calls, or
 //! a workload the Kubernetes controller scales (`scale`), and how long requests are held.
 //! Stored under a key of its own, beside the route's target and rules.
 //!
@@ -83,11 +83,6 @@ impl Wake {
             return None;
         }
         self.idle_after.as_deref().and_then(parse_duration)
-    }
-
-    /// Whether the Kubernetes controller wakes the backend (a `scale` target).
-    pub(crate) fn by_controller(&self) -> bool {
-        self.scale.is_some()
     }
 
     /// The webhooks' URLs (wake, then sleep), for the target rules to judge.
@@ -212,7 +207,7 @@ mod tests {
         assert_eq!(w.strategy, Strategy::Page);
         assert_eq!(w.idle_after(), Some(Duration::from_secs(900)));
         let w = wake(serde_json::json!({"scale": "Deployment/web", "idleAfter": "3s"})).unwrap();
-        assert!(w.by_controller());
+        assert_eq!(w.scale.as_deref(), Some("Deployment/web"));
         assert_eq!(w.idle_after(), Some(Duration::from_secs(3)));
     }
 

@@ -288,4 +288,24 @@ mod tests {
         store.clear_served("a").await.unwrap();
         assert_eq!(store.served("a").await.unwrap(), None);
     }
+
+    #[tokio::test]
+    async fn a_wake_request_is_announced_and_lasts_until_cleared_or_expired() {
+        let store = MemoryStore::default();
+        let mut notices = store.subscribe();
+        store
+            .request_wake("a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            notices.next().await,
+            Some(Change::Wake { source: "a".into() })
+        );
+        assert!(store.wake_requested("a").await.unwrap());
+        assert!(!store.wake_requested("b").await.unwrap());
+        store.clear_wake_request("a").await.unwrap();
+        assert!(!store.wake_requested("a").await.unwrap());
+        store.request_wake("a", Duration::ZERO).await.unwrap();
+        assert!(!store.wake_requested("a").await.unwrap());
+    }
 }

@@ -117,3 +117,23 @@ pub(super) async fn keep_subscribed(primary: Arc<Primary>, channel: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_requests_and_route_changes_are_told_apart() {
+        assert_eq!(
+            parse_notice(&wake_notice("a.test")),
+            Change::Wake {
+                source: "a.test".into()
+            }
+        );
+        assert!(matches!(
+            parse_notice(&notice("a.test")),
+            Change::Route { source, written_at: Some(_) } if source == "a.test"
+        ));
+        assert_eq!(parse_notice("a.test"), Change::route("a.test"));
+    }
+}
