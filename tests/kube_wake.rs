@@ -268,3 +268,38 @@ async fn a_webhook_wake_holds_requests_until_the_service_has_an_endpoint() {
     // The controller scales nothing for a webhook wake.
     assert_eq!(w.replicas(), "0");
 }
+
+/// `strategy: page`: a browser navigation gets the refreshing page at once (and the
+/// Deployment is scaled up); any other request is held, and gets 504 once `timeout`
+/// passes with no endpoint.
+#[tokio::test]
+async fn a_browser_gets_the_page_and_a_request_no_endpoint_comes_for_gets_504() {
+    let plane = ceryx_plane_or_skip!();
+    let wake = "{scaleTargetRef: {kind: Deployment, name: web}, timeout: 2s, strategy: page}";
+    let w = World::start(plane, "wake-page", 1, wake).await;
+    let to = w.proxies[0].addr;
+    let client = TestClient::default();
+    let browser = Request::get("/")
+        .header("host", "web.test")
+        .header("accept", "text/html,application/xhtml+xml");
+    let page = tokio::time::timeout(Duration::from_secs(1), client.send(to, browser, ""))
+        .await
+        .expect("the page at once");
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&page.body).contains("Starting web.test"));
+    w.wait_replicas(1).await;
+
+    let started = Instant::now();
+    let held = w.post(0, "never served".to_owned()).await.unwrap();
+    assert_eq!(held.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        String::from_utf8_lossy(&held.body).contains("did not start"),
+        "{:?}",
+        held.body
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "held for the timeout"
+    );
+    w.controller.assert_nothing_forbidden();
+}
