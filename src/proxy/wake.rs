@@ -261,7 +261,11 @@ impl Waker {
     pub(crate) fn request(self: &Arc<Self>, host: &str, source: &str, wake: &Wake) {
         {
             let mut requested = lock(&self.requested);
-            if requested.contains_key(source) {
+            // One older than the timeout lost its waiters (they left): asked again.
+            if requested
+                .get(source)
+                .is_some_and(|at| at.elapsed() < wake.timeout())
+            {
                 return;
             }
             requested.insert(source.to_owned(), Instant::now());
