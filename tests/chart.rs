@@ -387,7 +387,9 @@ fn every_pod_runs_non_root_read_only_without_privileges() {
 /// CeryxRoutes (finalizer), apply their status, publish Events, read and watch TLS
 /// Secrets, watch Services, EndpointSlices, Ingresses and IngressClasses, patch Ingress
 /// status, read the kube-system namespace (the cluster's
-/// identity) and nothing else of namespaces, hold a Lease (read it and replace it).
+/// identity) and nothing else of namespaces, read and patch the scale of Deployments and
+/// StatefulSets (a CeryxRoute's `spec.wake.scaleTargetRef`), hold a Lease (read it and
+/// replace it).
 #[test]
 fn rbac_grants_exactly_what_the_controller_calls() {
     let objects = render(&[]);
@@ -401,6 +403,7 @@ fn rbac_grants_exactly_what_the_controller_calls() {
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": ["list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["patch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"], "verbs": ["get", "patch"]},
     ]);
     let lease_rules = json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},

@@ -233,12 +233,22 @@ fn cel_rules_have_readable_messages() {
             "message": "spec.target needs exactly one of url or service",
         }])
     );
+    assert_eq!(
+        spec["properties"]["wake"]["x-kubernetes-validations"],
+        json!([{
+            "rule": "has(self.scaleTargetRef) != has(self.webhook)",
+            "message": "spec.wake needs exactly one of scaleTargetRef or webhook",
+        }, {
+            "rule": "!has(self.sleepWebhook) || has(self.webhook)",
+            "message": "spec.wake.sleepWebhook goes with webhook",
+        }])
+    );
     let rules = all_schemas(&schema)
         .iter()
         .filter_map(|(_, s)| s["x-kubernetes-validations"].as_array())
         .flatten()
         .count();
-    assert_eq!(rules, 2);
+    assert_eq!(rules, 4);
 }
 
 #[test]

@@ -178,6 +178,13 @@ fn parse_wake(value: Option<&Value>) -> Result<Option<Wake>, String> {
         };
         format!("wake{path}: {}", e.into_inner())
     })?;
+    // The API wakes through webhooks only: `scale` is the controller's.
+    if wake.scale.is_some() {
+        return Err("wake: unknown field `scale`".to_owned());
+    }
+    if wake.webhook.is_none() {
+        return Err("wake: missing field `webhook`".to_owned());
+    }
     wake::validate(&mut wake).map_err(|e| e.to_string())?;
     Ok(Some(wake))
 }

@@ -83,6 +83,77 @@ pub struct CeryxRouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "rules_schema")]
     pub rules: Vec<crate::route::Rule>,
+    /// How a sleeping backend is woken (requests are held meanwhile) and put back to
+    /// sleep: a Deployment or StatefulSet the controller scales from and to zero, or a
+    /// webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<RouteWake>,
+}
+
+/// How to wake the backend: exactly one of `scaleTargetRef` or `webhook`.
+// A CEL rule, not a oneOf, for the readable message (as for `target`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.scaleTargetRef) != has(self.webhook)")
+    .message("spec.wake needs exactly one of scaleTargetRef or webhook"))]
+#[x_kube(validation = Rule::new("!has(self.sleepWebhook) || has(self.webhook)")
+    .message("spec.wake.sleepWebhook goes with webhook"))]
+#[serde(rename_all = "camelCase")]
+pub struct RouteWake {
+    /// A Deployment or StatefulSet in the resource's namespace, scaled to one replica
+    /// when a request arrives while the target Service has no ready endpoint, and to
+    /// zero after `idleAfter` without requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_target_ref: Option<ScaleTargetRef>,
+    /// Called with `POST {"host": ..., "route": ...}` when the backend refuses
+    /// connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = URL_PATTERN))]
+    pub webhook: Option<String>,
+    /// How long requests are held for the backend, e.g. `60s` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub timeout: Option<String>,
+    /// `hold` (default) holds every request; `page` answers a browser navigation at once
+    /// with a page that refreshes itself.
+    #[serde(default)]
+    pub strategy: crate::route::Strategy,
+    /// Time without requests after which the backend is put to sleep, e.g. `15m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub idle_after: Option<String>,
+    /// With `webhook`: called the same way once the route is idle for `idleAfter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = URL_PATTERN))]
+    pub sleep_webhook: Option<String>,
+}
+
+/// A workload with a scale subresource, in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct ScaleTargetRef {
+    /// `Deployment` or `StatefulSet`.
+    pub kind: ScaleKind,
+    /// The workload's name.
+    #[schemars(length(max = 253), regex(pattern = SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+/// The kinds of workload the controller scales (group `apps`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ScaleKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+}
+
+impl ScaleKind {
+    /// The kind's name, as in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleKind::Deployment => "Deployment",
+            ScaleKind::StatefulSet => "StatefulSet",
+        }
+    }
 }
 
 /// The rules' schema, bounded (at most 64 rules; every string and list has a bound, so

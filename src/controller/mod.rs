@@ -9,6 +9,7 @@ pub(crate) mod hosts;
 pub(crate) mod ingress;
 pub mod leader;
 pub mod reconcile;
+pub(crate) mod scale;
 pub mod sync;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
@@ -38,7 +39,8 @@ const GC_INTERVAL: Duration = Duration::from_secs(300);
 /// Runs the controller until `shutdown`: every `CeryxRoute` of its class reconciled into
 /// the store, all of them again whenever the store may have lost changes (it came back
 /// from an outage), the losers of a host conflict again as soon as the host changes
-/// hands, and orphaned routes collected at start and periodically.
+/// hands, orphaned routes collected at start and periodically, and scale targets woken
+/// and put to sleep (see [`scale`]).
 pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), reconcile::Error> {
     let api: Api<CeryxRoute> = Api::all(ctx.client.clone());
     // Fails fast, with the API's own message, when the CRD is not installed.
@@ -71,6 +73,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
     let (replay_tx, mut replay_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (resync_tx, resync_rx) = tokio::sync::mpsc::unbounded_channel();
     let (contested_tx, contested_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let failures = ctx.failures.clone();
     let mut notices = ctx.store.subscribe();
     let notices = tokio::spawn(async move {
@@ -83,6 +86,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
                     let _ = replay_tx.send(());
                 }
                 Change::Route { source, .. } => drop(contested_tx.send(source)),
+                Change::Wake { source } => drop(wake_tx.send(source)),
             }
         }
     });
@@ -127,6 +131,12 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         }
     });
     let merged = tokio::spawn(sync::run(ctx.clone(), shutdown.clone()));
+    let scaled = tokio::spawn(scale::run(
+        ctx.clone(),
+        routes.clone(),
+        wake_rx,
+        shutdown.clone(),
+    ));
     let (by_service, by_slice, by_secret) = (routes.clone(), routes.clone(), routes.clone());
     // Each change also wakes the merge of Ingresses (one watch per kind for both).
     fn changed<T>(ctx: &Arc<Context>) -> impl FnMut(&T) + use<T> {
@@ -176,6 +186,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
         .await;
     gc.abort();
     merged.abort();
+    scaled.abort();
     replay.abort();
     notices.abort();
     Ok(())

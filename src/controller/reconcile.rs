@@ -345,7 +345,23 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
             ..rules::Rule::default()
         });
     }
-    // The store holds a Service with its ready endpoints (none: the proxy answers 503).
+    // The stored wake names the scale target (`Kind/name`): the proxies hold requests
+    // while it sleeps and ask this controller to wake it.
+    if let Some(w) = &spec.wake {
+        let scale = w.scale_target_ref.as_ref();
+        let mut wake = crate::route::Wake {
+            webhook: w.webhook.clone(),
+            scale: scale.map(|t| format!("{}/{}", t.kind.as_str(), t.name)),
+            timeout: w.timeout.clone(),
+            strategy: w.strategy,
+            sleep_webhook: w.sleep_webhook.clone(),
+            idle_after: w.idle_after.clone(),
+        };
+        crate::route::wake::validate(&mut wake).map_err(|e| format!("spec.{e}"))?;
+        route.wake = Some(wake);
+    }
+    // The store holds a Service with its ready endpoints (none: the proxy answers 503,
+    // or holds the request while a scale target wakes).
     let index = ctx.index();
     for rule in &mut route.rules {
         for backend in rule.backends_mut() {

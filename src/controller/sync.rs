@@ -103,7 +103,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             notice = notices.next() => match notice {
                 // The store came back, perhaps empty: everything is written again.
                 Some(Change::Resync) => memory = Memory::default(),
-                Some(Change::Route { .. }) => continue,
+                Some(Change::Route { .. } | Change::Wake { .. }) => continue,
                 None => break,
             },
             _ = tokio::time::sleep(RESYNC.max(wait)) => {}

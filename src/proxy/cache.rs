@@ -125,6 +125,9 @@ pub struct RouteCache {
     /// Milliseconds since `start` before which the store is not asked again.
     retry_at: AtomicU64,
     start: Instant,
+    /// Bumped after every route notice is applied: what requests held for a route's
+    /// endpoints wait on.
+    changed: watch::Sender<u64>,
 }
 
 impl RouteCache {
@@ -142,6 +145,7 @@ impl RouteCache {
             notices: notices.progress(),
             retry_at: AtomicU64::new(0),
             start: Instant::now(),
+            changed: watch::channel(0).0,
         });
         tokio::spawn(follow(Arc::downgrade(&cache), notices));
         tokio::spawn(index_wildcards(
@@ -153,6 +157,9 @@ impl RouteCache {
 
     /// Expires what a change makes stale.
     pub(crate) fn apply(&self, change: &Change) {
+        if let Change::Wake { .. } = change {
+            return; // a request to the controller; no route changed
+        }
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
         let mut table = self.write();
@@ -177,8 +184,16 @@ impl RouteCache {
                 self.reindex.notify_one();
                 telemetry::invalidation(None);
             }
+            Change::Wake { .. } => {}
         }
+        drop(table);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
         self.retry_at.store(0, Ordering::Relaxed);
+    }
+
+    /// Tells of every route notice applied from now on (to resolve again after).
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The route for a normalised host: exact name, then the longest `*.suffix`, then
@@ -701,6 +716,15 @@ mod tests {
         }
         async fn clear_served(&self, source: &str) -> Result<(), StoreError> {
             self.inner.clear_served(source).await
+        }
+        async fn request_wake(&self, source: &str, ttl: Duration) -> Result<(), StoreError> {
+            self.inner.request_wake(source, ttl).await
+        }
+        async fn wake_requested(&self, source: &str) -> Result<bool, StoreError> {
+            self.inner.wake_requested(source).await
+        }
+        async fn clear_wake_request(&self, source: &str) -> Result<(), StoreError> {
+            self.inner.clear_wake_request(source).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

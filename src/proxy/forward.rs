@@ -100,14 +100,17 @@ pub(crate) struct Refused {
 impl Refused {
     /// Whether a browser is navigating: a GET that accepts `text/html`.
     pub(crate) fn is_navigation(&self) -> bool {
-        self.replay.method == Method::GET
-            && self
-                .replay
-                .headers
-                .get_all(header::ACCEPT)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
+        is_navigation(&self.replay.method, &self.replay.headers)
     }
+}
+
+/// Whether a request is a browser's navigation: a GET that accepts `text/html`.
+pub(crate) fn is_navigation(method: &Method, headers: &http::HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
 }
 
 /// Sends requests upstream and tunnels upgraded connections.

@@ -197,7 +197,7 @@ impl Proxy {
             .ok_or(ProxyError::BadRequest(NO_HOST))?;
         let proto = self.client_proto(&req, peer, listener);
 
-        let resolved = match self.cache.resolve(&host).await {
+        let mut resolved = match self.cache.resolve(&host).await {
             Ok(Some(resolved)) => resolved,
             Ok(None) => return Err(ProxyError::NoRoute(host)),
             Err(_) => return Err(ProxyError::StoreUnavailable),
@@ -213,6 +213,20 @@ impl Proxy {
                 MOVED,
                 &redirect_location(&resolved.route.target, path),
             ));
+        }
+        // A backend with a wake setting sleeps while its Service has no ready endpoint:
+        // held (before the rules change the request) until the route has one.
+        if let Some(wake) = resolved.route.wake.clone()
+            && resolved.rules.as_ref().is_some_and(|r| r.asleep(&req))
+        {
+            let source = resolved.route.source.clone();
+            if wake.strategy == Strategy::Page
+                && forward::is_navigation(req.method(), req.headers())
+            {
+                self.waker.request(&host, &source, &wake);
+                return Ok(self.waker.page(&host));
+            }
+            resolved = self.hold_asleep(&req, &host, &source, &wake).await?;
         }
         let mut via = resolved.upstream.as_ref().map(Via::Upstream);
         let (mut rule, mut mirrors) = (None, Vec::new());
@@ -361,6 +375,44 @@ impl Proxy {
                 }
                 // Refused again (the backend went back down): held again.
                 Err(again) => refused = again,
+            }
+        }
+    }
+
+    /// Holds a request of a route with a wake setting while the Service its rule picks
+    /// has no ready endpoint: wakes it (once per route, see [`wake::Waker::request`]) and
+    /// waits for the route's change notices (the controller rewrites the route when an
+    /// endpoint turns ready), up to the wake's timeout. The route as it is then.
+    async fn hold_asleep(
+        &self,
+        req: &Request<Incoming>,
+        host: &str,
+        source: &str,
+        wake: &Wake,
+    ) -> Result<Arc<cache::Resolved>, ProxyError> {
+        let _held = crate::telemetry::held();
+        let deadline = Instant::now() + wake.timeout();
+        // Subscribed before the first look, so that no change between goes unseen.
+        let mut changes = self.cache.changes();
+        self.waker.request(host, source, wake);
+        loop {
+            let resolved = match self.cache.resolve(host).await {
+                Ok(Some(resolved)) => resolved,
+                Ok(None) => return Err(ProxyError::NoRoute(host.to_owned())),
+                Err(_) => return Err(ProxyError::StoreUnavailable),
+            };
+            let asleep = resolved.route.wake.is_some()
+                && resolved.rules.as_ref().is_some_and(|r| r.asleep(req));
+            if !asleep {
+                self.waker.got_endpoints(source);
+                return Ok(resolved);
+            }
+            match tokio::time::timeout_at(deadline.into(), changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    self.waker.no_endpoints(source, wake.timeout());
+                    return Err(ProxyError::WakeTimeout(host.to_owned()));
+                }
             }
         }
     }

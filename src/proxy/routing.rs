@@ -228,6 +228,22 @@ impl RuleTable {
             .map(|e| (&self.rules[e.rule], e))
     }
 
+    /// Whether the rule `req` matches sends it to Kubernetes Services none of which has
+    /// a ready endpoint (its backend sleeps): looked at before [`RuleTable::apply`]
+    /// changes the request, so that a held request is routed afresh once woken.
+    pub(crate) fn asleep<B>(&self, req: &Request<B>) -> bool {
+        let Some((rule, _)) = self.select(req) else {
+            return false;
+        };
+        rule.redirect.is_none()
+            && rule.total_weight > 0
+            && rule
+                .backends
+                .iter()
+                .filter(|b| b.weight > 0)
+                .all(|b| b.unready.is_some() && b.endpoints.is_empty())
+    }
+
     /// Applies the rule that matches `req`, if one does: its request header changes
     /// and rewrite are made on `req`; a redirect is answered; mirrors are returned for
     /// the caller to send. `None` when no rule matches (the host's target serves).

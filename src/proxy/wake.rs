@@ -1,7 +1,10 @@
 //! Hold and wake: a route whose backend refuses connections (asleep) is woken through
 //! its webhook, by one replica at a time (a lock in the store), while this process holds
 //! every request for it on one shared per-route wait, probing the backend until it
-//! accepts. Routes that were served are put back to sleep (their `sleepWebhook`) once
+//! accepts. A route whose Kubernetes Service has no ready endpoint is woken under the
+//! same lock, through its webhook or, for a `scale` target, by a wake request left in
+//! the store for the controller; its requests wait for the route to get endpoints (see
+//! `Proxy::hold_asleep`). Routes that were served are put back to sleep (their `sleepWebhook`) once
 //! idle, by one replica, from a last-served time each replica writes at most every few
 //! seconds.
 
@@ -73,8 +76,9 @@ impl Woken {
 
 /// A route that served requests since this process woke it or saw it awake.
 struct Served {
-    /// `sleepWebhook`, called once the route is idle.
-    sleep_webhook: String,
+    /// `sleepWebhook`, called once the route is idle; `None` for a route the controller
+    /// puts to sleep (only its last-served time is written).
+    sleep_webhook: Option<String>,
     idle_after: Duration,
     host: String,
     /// The last request this process served.
@@ -97,6 +101,9 @@ pub(crate) struct Waker {
     served: Mutex<HashMap<String, Served>>,
     /// Whether the sleeper task runs.
     sleeper: AtomicBool,
+    /// Wake requests this process left for the controller and still waits on, by route
+    /// source: when the first request was held.
+    requested: Mutex<HashMap<String, Instant>>,
 }
 
 impl Waker {
@@ -122,6 +129,7 @@ impl Waker {
             waking: Mutex::default(),
             served: Mutex::default(),
             sleeper: AtomicBool::new(false),
+            requested: Mutex::default(),
         })
     }
 
@@ -198,31 +206,41 @@ impl Waker {
         let deadline = Instant::now() + timeout;
         let mut locked = false;
         // A wake that ended a moment ago may have left this one nothing to do.
+        // A backend the controller wakes has endpoints by now: it only has to listen.
         let awake = probe(&job.upstream).await
-            || {
-                match self
-                    .store
-                    .try_lock(Lock::Waking, &job.source, &self.id, timeout)
-                    .await
-                {
-                    Ok(false) => tracing::debug!(source = %job.source, "another replica wakes it"),
-                    taken => {
-                        if let Err(error) = taken {
-                            tracing::warn!(source = %job.source, %error, "wake lock unavailable: calling the webhook anyway");
+            || job.wake.webhook.is_none() && until_accepts(&job.upstream, deadline).await
+            || job.wake.webhook.is_some()
+                && {
+                    match self
+                        .store
+                        .try_lock(Lock::Waking, &job.source, &self.id, timeout)
+                        .await
+                    {
+                        Ok(false) => {
+                            tracing::debug!(source = %job.source, "another replica wakes it")
                         }
-                        locked = true;
-                        let body = serde_json::json!({"host": job.host, "route": job.source});
-                        let (client, url) = (self.client.clone(), job.wake.webhook.clone());
-                        tokio::spawn(async move {
-                            match call(&client, &url, body.to_string()).await {
-                                Ok(status) => tracing::info!(%url, %status, "wake webhook called"),
-                                Err(error) => tracing::warn!(%url, %error, "wake webhook failed"),
+                        taken => {
+                            if let Err(error) = taken {
+                                tracing::warn!(source = %job.source, %error, "wake lock unavailable: calling the webhook anyway");
                             }
-                        });
+                            locked = true;
+                            let body = serde_json::json!({"host": job.host, "route": job.source});
+                            let client = self.client.clone();
+                            let url = job.wake.webhook.clone().unwrap_or_default();
+                            tokio::spawn(async move {
+                                match call(&client, &url, body.to_string()).await {
+                                    Ok(status) => {
+                                        tracing::info!(%url, %status, "wake webhook called")
+                                    }
+                                    Err(error) => {
+                                        tracing::warn!(%url, %error, "wake webhook failed")
+                                    }
+                                }
+                            });
+                        }
                     }
-                }
-                until_accepts(&job.upstream, deadline).await
-            };
+                    until_accepts(&job.upstream, deadline).await
+                };
         // Forgotten before the waiters hear: a refusal after this starts a new wake.
         lock(&self.waking).remove(&job.source);
         tx.send_replace(if awake { State::Awake } else { State::Failed });
@@ -234,6 +252,74 @@ impl Waker {
         }
         if locked && awake {
             let _ = self.store.unlock(Lock::Waking, &job.source, &self.id).await;
+        }
+    }
+
+    /// Wakes a route whose Service has no ready endpoint, unless this process already
+    /// waits on it: the replica that gets the wake lock calls the webhook, or, for a
+    /// `scale` target, leaves a wake request for the Kubernetes controller.
+    pub(crate) fn request(self: &Arc<Self>, host: &str, source: &str, wake: &Wake) {
+        {
+            let mut requested = lock(&self.requested);
+            // One older than the timeout lost its waiters (they left): asked again.
+            if requested
+                .get(source)
+                .is_some_and(|at| at.elapsed() < wake.timeout())
+            {
+                return;
+            }
+            requested.insert(source.to_owned(), Instant::now());
+        }
+        let waker = self.clone();
+        let (host, source, wake) = (host.to_owned(), source.to_owned(), wake.clone());
+        tokio::spawn(async move {
+            let (store, timeout) = (&waker.store, wake.timeout());
+            match store
+                .try_lock(Lock::Waking, &source, &waker.id, timeout)
+                .await
+            {
+                Ok(false) => tracing::debug!(%source, "another replica wakes it"),
+                taken => {
+                    if let Err(error) = taken {
+                        tracing::warn!(%source, %error, "wake lock unavailable: waking anyway");
+                    }
+                    if let Some(url) = &wake.webhook {
+                        let body = serde_json::json!({"host": host, "route": source});
+                        match call(&waker.client, url, body.to_string()).await {
+                            Ok(status) => tracing::info!(%url, %status, "wake webhook called"),
+                            Err(error) => tracing::warn!(%url, %error, "wake webhook failed"),
+                        }
+                    } else {
+                        match store.request_wake(&source, timeout).await {
+                            Ok(()) => tracing::info!(%source, "wake requested from the controller"),
+                            Err(error) => tracing::warn!(%source, %error, "wake request failed"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// A route woken for want of endpoints has one: the wake is over (recorded once).
+    pub(crate) fn got_endpoints(&self, source: &str) {
+        let Some(started) = lock(&self.requested).remove(source) else {
+            return;
+        };
+        crate::telemetry::wake("woken");
+        crate::telemetry::wake_duration(started.elapsed());
+        tracing::info!(%source, "backend has endpoints");
+        let (store, source, id) = (self.store.clone(), source.to_owned(), self.id.clone());
+        tokio::spawn(async move {
+            let _ = store.unlock(Lock::Waking, &source, &id).await;
+        });
+    }
+
+    /// A route woken for want of endpoints got none in time: the next request
+    /// asks again.
+    pub(crate) fn no_endpoints(&self, source: &str, timeout: Duration) {
+        if lock(&self.requested).remove(source).is_some() {
+            crate::telemetry::wake("timeout");
+            tracing::warn!(%source, ?timeout, "backend got no endpoint in time");
         }
     }
 
@@ -254,14 +340,15 @@ impl Waker {
         response
     }
 
-    /// A request of a route with a wake setting was served. With a sleep webhook, the
-    /// route is watched for idleness, and its last-served time written to the store at
-    /// most every few seconds.
+    /// A request of a route with a wake setting was served. With a sleep webhook or a
+    /// `scale` target (which the controller puts to sleep), the route's last-served time
+    /// is written to the store at most every few seconds; with a sleep webhook, the route
+    /// is also watched for idleness here.
     pub(crate) fn served(self: &Arc<Self>, host: &str, route: &Route, wake: &Wake) {
-        let (Some(idle_after), Some(sleep_webhook)) = (wake.idle_after(), &wake.sleep_webhook)
-        else {
+        let Some(idle_after) = wake.idle_after() else {
             return;
         };
+        let sleep_webhook = &wake.sleep_webhook;
         let now = Instant::now();
         let every = served_every(idle_after);
         let write = {
@@ -295,7 +382,7 @@ impl Waker {
                 }
             }
         };
-        if !self.sleeper.swap(true, Ordering::Relaxed) {
+        if sleep_webhook.is_some() && !self.sleeper.swap(true, Ordering::Relaxed) {
             tokio::spawn(sleeper(Arc::downgrade(self)));
         }
         if write {
@@ -315,9 +402,9 @@ impl Waker {
         let idle: Vec<(String, String, String, Duration)> = lock(&self.served)
             .iter()
             .filter(|(_, s)| now.duration_since(s.last) >= s.idle_after)
-            .map(|(source, s)| {
-                let (host, url) = (s.host.clone(), s.sleep_webhook.clone());
-                (source.clone(), host, url, s.idle_after)
+            .filter_map(|(source, s)| {
+                let (host, url) = (s.host.clone(), s.sleep_webhook.clone()?);
+                Some((source.clone(), host, url, s.idle_after))
             })
             .collect();
         for (source, host, url, idle_after) in idle {

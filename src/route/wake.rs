@@ -1,6 +1,12 @@
-//! How a route's backend is woken when it is asleep (connections refused), and put back
-//! to sleep when idle: webhooks the proxy calls, and how long requests are held.
+//! How a route's backend is woken when it is asleep (connections refused, or a
+//! Kubernetes Service with no ready endpoint), and put back to sleep when idle: webhooks the proxy calls, or
+//! a workload the Kubernetes controller scales (`scale`), and how long requests are held.
 //! Stored under a key of its own, beside the route's target and rules.
+//!
+//! Exactly one of `webhook` and `scale` is set. The REST API takes `webhook` only;
+//! `scale` is written by the controller for a CeryxRoute's `spec.wake.scaleTargetRef`:
+//! the proxy then leaves a wake request in the store instead of calling anything, since
+//! it never talks to Kubernetes.
 
 use super::rules::parse_duration;
 use super::validate_target;
@@ -18,17 +24,24 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Wake {
     /// Called with `POST {"host": ..., "route": ...}` when the backend refuses connections.
-    pub webhook: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// The workload the Kubernetes controller scales from zero, `<Kind>/<name>` in the
+    /// route's namespace (e.g. `Deployment/web`): set by the controller, never by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
     /// How long requests are held for the backend to accept, e.g. `60s` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// What a browser navigation gets while the backend starts.
     #[serde(default)]
     pub strategy: Strategy,
-    /// Called the same way once the route has served nothing for `idleAfter`.
+    /// Called the same way once the route has served nothing for `idleAfter` (with
+    /// `webhook`; a `scale` target is scaled to zero by the controller instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep_webhook: Option<String>,
-    /// Time without requests after which `sleepWebhook` is called, e.g. `15m`.
+    /// Time without requests after which `sleepWebhook` is called (or the `scale` target
+    /// scaled to zero), e.g. `15m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_after: Option<String>,
 }
@@ -63,19 +76,21 @@ impl Wake {
             .unwrap_or(DEFAULT_TIMEOUT)
     }
 
-    /// When to call `sleepWebhook`: the idle time, if both are set.
+    /// When the backend is put to sleep (by `sleepWebhook` or by the controller): the
+    /// idle time, if something puts it to sleep.
     pub(crate) fn idle_after(&self) -> Option<Duration> {
-        self.sleep_webhook.as_ref()?;
+        if self.sleep_webhook.is_none() && self.scale.is_none() {
+            return None;
+        }
         self.idle_after.as_deref().and_then(parse_duration)
     }
 
     /// The webhooks' URLs (wake, then sleep), for the target rules to judge.
     pub(crate) fn urls(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        std::iter::once(("wake.webhook", self.webhook.as_str())).chain(
-            self.sleep_webhook
-                .as_deref()
-                .map(|url| ("wake.sleepWebhook", url)),
-        )
+        let wake = self.webhook.as_deref().map(|url| ("wake.webhook", url));
+        let sleep = self.sleep_webhook.as_deref();
+        wake.into_iter()
+            .chain(sleep.map(|url| ("wake.sleepWebhook", url)))
     }
 }
 
@@ -88,7 +103,29 @@ pub(crate) fn validate(wake: &mut Wake) -> Result<(), WakeError> {
     };
     const URL: &str =
         "Must be an http:// or https:// URL with a host and, if given, a port from 1 to 65535.";
-    wake.webhook = validate_target(&wake.webhook).map_err(|_| at("wake.webhook", URL))?;
+    match (&mut wake.webhook, &wake.scale) {
+        (Some(url), None) => {
+            *url = validate_target(url).map_err(|_| at("wake.webhook", URL))?;
+        }
+        (None, Some(scale)) => {
+            if wake.sleep_webhook.is_some() {
+                return Err(at(
+                    "wake.sleepWebhook",
+                    "Not with scale: the controller scales the target to zero.",
+                ));
+            }
+            match scale.split_once('/') {
+                Some(("Deployment" | "StatefulSet", name)) if !name.is_empty() => {}
+                _ => {
+                    return Err(at(
+                        "wake.scale",
+                        "Must be Deployment/<name> or StatefulSet/<name>.",
+                    ));
+                }
+            }
+        }
+        _ => return Err(at("wake", "Needs exactly one of webhook or scale.")),
+    }
     if let Some(url) = &mut wake.sleep_webhook {
         *url = validate_target(url).map_err(|_| at("wake.sleepWebhook", URL))?;
     }
@@ -104,6 +141,15 @@ pub(crate) fn validate(wake: &mut Wake) -> Result<(), WakeError> {
         }
     }
     match (&wake.sleep_webhook, &wake.idle_after) {
+        (None, Some(idle)) if wake.scale.is_some() => match parse_duration(idle) {
+            Some(t) if !t.is_zero() => {}
+            _ => {
+                return Err(at(
+                    "wake.idleAfter",
+                    "Must be a duration above zero, like 15m or 1h.",
+                ));
+            }
+        },
         (Some(_), Some(idle)) => match parse_duration(idle) {
             Some(t) if !t.is_zero() => {}
             _ => {
@@ -143,7 +189,7 @@ mod tests {
     #[test]
     fn defaults_and_normalised_urls() {
         let w = wake(serde_json::json!({"webhook": "waker:8080/up"})).unwrap();
-        assert_eq!(w.webhook, "http://waker:8080/up");
+        assert_eq!(w.webhook.as_deref(), Some("http://waker:8080/up"));
         assert_eq!(w.timeout(), DEFAULT_TIMEOUT);
         assert_eq!(w.strategy, Strategy::Hold);
         assert_eq!(w.idle_after(), None);
@@ -160,6 +206,9 @@ mod tests {
         assert_eq!(w.timeout(), Duration::from_secs(5));
         assert_eq!(w.strategy, Strategy::Page);
         assert_eq!(w.idle_after(), Some(Duration::from_secs(900)));
+        let w = wake(serde_json::json!({"scale": "Deployment/web", "idleAfter": "3s"})).unwrap();
+        assert_eq!(w.scale.as_deref(), Some("Deployment/web"));
+        assert_eq!(w.idle_after(), Some(Duration::from_secs(3)));
     }
 
     #[test]
@@ -188,6 +237,21 @@ mod tests {
             ),
             (
                 serde_json::json!({"webhook": "x", "sleepWebhook": "http://a b", "idleAfter": "1m"}),
+                "wake.sleepWebhook",
+            ),
+        ] {
+            let error = wake(json.clone()).unwrap_err();
+            assert!(error.starts_with(&format!("{field}: ")), "{json}: {error}");
+        }
+        for (json, field) in [
+            (serde_json::json!({}), "wake"),
+            (
+                serde_json::json!({"webhook": "x", "scale": "Deployment/web"}),
+                "wake",
+            ),
+            (serde_json::json!({"scale": "Pod/web"}), "wake.scale"),
+            (
+                serde_json::json!({"scale": "Deployment/web", "sleepWebhook": "y", "idleAfter": "1m"}),
                 "wake.sleepWebhook",
             ),
         ] {

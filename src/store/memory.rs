@@ -19,6 +19,8 @@ pub struct MemoryStore {
     locks: Mutex<HashMap<(Lock, String), (String, Instant)>>,
     /// When each source last served (Unix milliseconds).
     served: Mutex<HashMap<String, u64>>,
+    /// Pending wake requests by source, until when they last.
+    wake_requests: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone)]
@@ -45,6 +47,10 @@ impl MemoryStore {
 
     fn served_at(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.wake_requests.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn announce(&self, source: &str) {
@@ -185,6 +191,27 @@ impl RouteStore for MemoryStore {
         Ok(())
     }
 
+    async fn request_wake(&self, source: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.wake_requests()
+            .insert(source.to_owned(), Instant::now() + ttl);
+        self.notices.send(Change::Wake {
+            source: source.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn wake_requested(&self, source: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut requests = self.wake_requests();
+        requests.retain(|_, until| *until > now);
+        Ok(requests.contains_key(source))
+    }
+
+    async fn clear_wake_request(&self, source: &str) -> Result<(), StoreError> {
+        self.wake_requests().remove(source);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -260,5 +287,25 @@ mod tests {
         assert_eq!(store.served("a").await.unwrap(), Some(20));
         store.clear_served("a").await.unwrap();
         assert_eq!(store.served("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_wake_request_is_announced_and_lasts_until_cleared_or_expired() {
+        let store = MemoryStore::default();
+        let mut notices = store.subscribe();
+        store
+            .request_wake("a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            notices.next().await,
+            Some(Change::Wake { source: "a".into() })
+        );
+        assert!(store.wake_requested("a").await.unwrap());
+        assert!(!store.wake_requested("b").await.unwrap());
+        store.clear_wake_request("a").await.unwrap();
+        assert!(!store.wake_requested("a").await.unwrap());
+        store.request_wake("a", Duration::ZERO).await.unwrap();
+        assert!(!store.wake_requested("a").await.unwrap());
     }
 }

@@ -22,6 +22,12 @@ pub enum Change {
     },
     /// Notices may have been missed (e.g. after a reconnect): anything may have changed.
     Resync,
+    /// A proxy asks the Kubernetes controller to wake this source's scale target (no
+    /// route changed).
+    Wake {
+        /// The route's source.
+        source: String,
+    },
 }
 
 impl Change {

@@ -107,6 +107,19 @@ pub trait RouteStore: Send + Sync + 'static {
     /// Forgets when `source` last served (its backend was put to sleep).
     async fn clear_served(&self, source: &str) -> Result<(), StoreError>;
 
+    /// Asks the Kubernetes controller to wake `source`'s scale target: a request that
+    /// lasts `ttl` (for a controller that missed the notice) and a [`Change::Wake`]
+    /// notice.
+    ///
+    /// [`Change::Wake`]: super::Change::Wake
+    async fn request_wake(&self, source: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Whether a wake request for `source` is pending.
+    async fn wake_requested(&self, source: &str) -> Result<bool, StoreError>;
+
+    /// Drops the wake request for `source` (the controller acted on it).
+    async fn clear_wake_request(&self, source: &str) -> Result<(), StoreError>;
+
     /// Checks the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 

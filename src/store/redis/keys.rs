@@ -7,8 +7,10 @@
 //! (string: how to wake the backend, as JSON, absent for none) and `<prefix>:events`, on
 //! which every write is announced. Short-lived, beside the routes: `<prefix>:waking:<source>`
 //! and `<prefix>:sleeping:<source>` (locks: which replica wakes, or puts to sleep, the
-//! backend) and `<prefix>:served:<source>` (when a woken route last served a request,
-//! Unix milliseconds).
+//! backend), `<prefix>:served:<source>` (when a woken route last served a request,
+//! Unix milliseconds) and `<prefix>:wake-request:<source>` (a proxy asks the Kubernetes
+//! controller to scale the route's target up; announced on `<prefix>:events` as
+//! `!wake <source>`).
 
 /// The keys of one store, under its prefix.
 pub(super) struct Keys {
@@ -50,6 +52,10 @@ impl Keys {
 
     pub(super) fn served(&self, source: &str) -> String {
         format!("{}:served:{source}", self.prefix)
+    }
+
+    pub(super) fn wake_request(&self, source: &str) -> String {
+        format!("{}:wake-request:{source}", self.prefix)
     }
 
     pub(super) fn certificate(&self, source: &str) -> String {

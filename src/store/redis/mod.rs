@@ -563,6 +563,41 @@ impl RouteStore for RedisStore {
         Ok(())
     }
 
+    async fn request_wake(&self, source: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.keys.wake_request(source))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(subscription::wake_notice(source))
+            .ignore();
+        self.run(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn wake_requested(&self, source: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let exists = redis::cmd("EXISTS")
+            .arg(self.keys.wake_request(source))
+            .to_owned();
+        let n: i64 = self.run(exists.query_async(&mut conn)).await?;
+        Ok(n > 0)
+    }
+
+    async fn clear_wake_request(&self, source: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let del = redis::cmd("DEL")
+            .arg(self.keys.wake_request(source))
+            .to_owned();
+        self.run(del.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         self.run(redis::cmd("PING").query_async::<()>(&mut conn))

@@ -21,8 +21,22 @@ pub(super) fn notice(source: &str) -> String {
     format!("{source} {micros}")
 }
 
-/// Reads a payload of [`notice`]; a bare source (older writers) has no time.
+/// A wake request's payload: `!` cannot begin a source, so older readers take it for a
+/// change of a route that does not exist.
+pub(super) fn wake_notice(source: &str) -> String {
+    format!("{WAKE_PREFIX}{source}")
+}
+
+const WAKE_PREFIX: &str = "!wake ";
+
+/// Reads a payload of [`notice`] or [`wake_notice`]; a bare source (older writers) has
+/// no time.
 fn parse_notice(payload: &str) -> Change {
+    if let Some(source) = payload.strip_prefix(WAKE_PREFIX) {
+        return Change::Wake {
+            source: source.to_owned(),
+        };
+    }
     let timed = payload.rsplit_once(' ').and_then(|(source, micros)| {
         let micros: u64 = micros.parse().ok()?;
         Some((source, UNIX_EPOCH + Duration::from_micros(micros)))
@@ -101,5 +115,25 @@ pub(super) async fn keep_subscribed(primary: Arc<Primary>, channel: String) {
             _ = tokio::time::sleep(PING_INTERVAL) => {}
             _ = primary.installed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_requests_and_route_changes_are_told_apart() {
+        assert_eq!(
+            parse_notice(&wake_notice("a.test")),
+            Change::Wake {
+                source: "a.test".into()
+            }
+        );
+        assert!(matches!(
+            parse_notice(&notice("a.test")),
+            Change::Route { source, written_at: Some(_) } if source == "a.test"
+        ));
+        assert_eq!(parse_notice("a.test"), Change::route("a.test"));
     }
 }
