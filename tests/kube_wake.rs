@@ -3,23 +3,28 @@
 //! it through the scale subresource when a real `ceryx proxy` holds a request for it, and
 //! back to zero once idle. No kubelet or endpoint controller runs here: the Deployment
 //! only records its replicas, and the test plays both, starting an echo upstream and
-//! writing the EndpointSlice (naming `<slice>.localhost`, as tests/kube_ingress.rs does).
+//! writing the EndpointSlice (see [`TrafficWorld::slice`]).
 
 mod common;
 
-use common::cluster::{ControlPlane, Controller};
+use common::cluster::ControlPlane;
+use common::traffic::TrafficWorld;
 use common::*;
 use http::{Request, StatusCode};
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// A test's own world: namespace (also its IngressClass), Redis, controller, proxies.
+/// A test's own world ([`TrafficWorld`]) with more proxies on the same Redis.
 struct World {
-    plane: &'static ControlPlane,
-    ns: String,
-    _redis: RedisServer,
-    controller: Controller,
-    proxies: Vec<Process>,
+    w: TrafficWorld,
+    more: Vec<Process>,
+}
+
+impl std::ops::Deref for World {
+    type Target = TrafficWorld;
+
+    fn deref(&self) -> &TrafficWorld {
+        &self.w
+    }
 }
 
 impl World {
@@ -32,29 +37,12 @@ impl World {
         proxies: usize,
         wake: &str,
     ) -> World {
-        let ns = plane.namespace(prefix);
-        plane.apply_in(
-            &ns,
-            &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {ns}\nspec:\n  controller: ceryx.dev/ingress-controller\n"),
-        );
-        let redis = RedisServer::start().await;
-        let controller = Controller::start(
-            plane,
-            &redis,
-            &[("CERYX_INGRESS_CLASS", &ns), ("CERYX_LEASE_NAME", &ns)],
-        )
-        .await;
-        let mut started = Vec::new();
-        for _ in 0..proxies {
-            started.push(Process::start("proxy", &[("CERYX_REDIS_URL", redis.url())]).await);
+        let w = TrafficWorld::start(plane, prefix, &[]).await;
+        let mut more = Vec::new();
+        for _ in 1..proxies {
+            more.push(Process::start("proxy", &[("CERYX_REDIS_URL", w.redis.url())]).await);
         }
-        let w = World {
-            plane,
-            ns,
-            _redis: redis,
-            controller,
-            proxies: started,
-        };
+        let w = World { w, more };
         w.apply(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: example.invalid/web}]\n",
         );
@@ -77,14 +65,15 @@ impl World {
     }
 
     fn apply(&self, yaml: &str) {
-        let (_, stderr) = self.plane.apply_in(&self.ns, yaml);
-        assert!(stderr.is_empty(), "kubectl apply warned: {stderr}");
+        self.apply_to(&self.ns, yaml);
     }
 
-    fn kubectl(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.ns.as_str()];
-        all.extend_from_slice(args);
-        self.plane.kubectl_ok(&all)
+    /// The address of proxy `i`.
+    fn proxy(&self, i: usize) -> std::net::SocketAddr {
+        match i {
+            0 => self.w.proxy.addr,
+            i => self.more[i - 1].addr,
+        }
     }
 
     /// Deployment `web`'s `spec.replicas`.
@@ -111,43 +100,22 @@ impl World {
     /// kubelet and the endpoint controller would make them).
     async fn pod(&self) -> Upstream {
         let pod = Upstream::start("web").await;
-        // (kubectl warns that FQDN slices are deprecated.)
-        self.plane.apply_in(&self.ns, &format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-pod\n  labels: {{kubernetes.io/service-name: web}}\naddressType: FQDN\nports: [{{name: http, port: {}, protocol: TCP}}]\nendpoints: [{{addresses: [web-pod.localhost], conditions: {{ready: true}}}}]\n",
-            pod.addr.port()
-        ));
+        self.slice(&self.ns, "web-pod", "web", "http", &pod, true);
         pod
     }
 
     /// A POST of `body` to `web.test` through proxy `i`, answered whenever it is.
     fn post(&self, i: usize, body: String) -> tokio::task::JoinHandle<Reply> {
-        let to = self.proxies[i].addr;
+        let to = self.proxy(i);
         tokio::spawn(async move {
             let req = Request::post("/hello").header("host", "web.test");
             TestClient::default().send(to, req, body).await
         })
     }
 
-    /// Polls until an Event on CeryxRoute `web` says `words`.
-    async fn wait_event(&self, words: &str) {
-        let what = format!("an Event on CeryxRoute web saying {words:?}");
-        eventually(Duration::from_secs(20), &what, || async {
-            let out = self.kubectl(&[
-                "get",
-                "events.events.k8s.io",
-                "-o",
-                "json",
-                "--field-selector",
-                "regarding.kind=CeryxRoute,regarding.name=web",
-            ]);
-            let list: Value = serde_json::from_str(&out).unwrap();
-            list["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["note"].as_str().unwrap_or_default().contains(words))
-        })
-        .await;
+    /// Polls until an Event `reason` on CeryxRoute `web` says `words`.
+    async fn wait_web_event(&self, reason: &str, words: &str) {
+        self.wait_event("CeryxRoute", "web", reason, words).await;
     }
 }
 
@@ -168,8 +136,11 @@ async fn a_request_scales_the_deployment_up_is_held_until_its_endpoint_and_idle_
 
     let held = w.post(0, "the held body".to_owned());
     w.wait_replicas(1).await;
-    w.wait_event("Scaled Deployment web to 1 replica for a waiting request")
-        .await;
+    w.wait_web_event(
+        "ScaledUp",
+        "Scaled Deployment web to 1 replica for a waiting request",
+    )
+    .await;
     assert!(
         !held.is_finished(),
         "held until the Service has an endpoint"
@@ -193,7 +164,7 @@ async fn a_request_scales_the_deployment_up_is_held_until_its_endpoint_and_idle_
         "scaled down {:?} after the last request",
         served.elapsed()
     );
-    w.wait_event("Scaled Deployment web to 0 after 3s idle")
+    w.wait_web_event("ScaledDown", "Scaled Deployment web to 0 after 3s idle")
         .await;
     w.controller.assert_nothing_forbidden();
 }
@@ -277,7 +248,7 @@ async fn a_browser_gets_the_page_and_a_request_no_endpoint_comes_for_gets_504() 
     let plane = ceryx_plane_or_skip!();
     let wake = "{scaleTargetRef: {kind: Deployment, name: web}, timeout: 2s, strategy: page}";
     let w = World::start(plane, "wake-page", 1, wake).await;
-    let to = w.proxies[0].addr;
+    let to = w.proxy(0);
     let client = TestClient::default();
     let browser = Request::get("/")
         .header("host", "web.test")
