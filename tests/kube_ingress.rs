@@ -530,3 +530,65 @@ fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// `CERYX_PUBLISH_SERVICE`: the proxies' Service's load balancer address is what the
+/// Ingresses say, and follows it.
+#[tokio::test]
+async fn the_address_of_the_proxies_service_is_published_on_ingresses() {
+    let plane = ceryx_plane_or_skip!();
+    let ns = plane.namespace("publish");
+    let service = format!("{ns}/ceryx-proxy");
+    let w = World(
+        TrafficWorld::start_in(
+            plane,
+            ns.clone(),
+            &[
+                ("CERYX_INGRESS_CLASS", &ns),
+                ("CERYX_LEASE_NAME", &ns),
+                ("CERYX_PUBLISH_SERVICE", &service),
+            ],
+        )
+        .await,
+    );
+    w.apply_to(&ns, &format!("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {ns}\nspec:\n  controller: ceryx.dev/ingress-controller\n"));
+    w.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: ceryx-proxy\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n");
+    let balancer = |address: &str| {
+        w.kubectl(&[
+            "patch",
+            "service",
+            "ceryx-proxy",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{address}"}}]}}}}}}"#),
+        ]);
+    };
+    balancer("203.0.113.7");
+    w.service("web", "[{port: 80}]");
+    w.ingress("web", &[], "rules:\n- host: web.test\n  http:\n    paths:\n    - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n");
+    let published = || {
+        w.kubectl(&[
+            "get",
+            "ingress",
+            "web",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the balancer's address published",
+        || async {
+            // The publish address of the test world comes first.
+            published() == "127.0.0.1 203.0.113.7"
+        },
+    )
+    .await;
+    balancer("203.0.113.8");
+    eventually(
+        Duration::from_secs(20),
+        "the new address published",
+        || async { published() == "127.0.0.1 203.0.113.8" },
+    )
+    .await;
+}
