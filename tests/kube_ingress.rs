@@ -82,14 +82,14 @@ impl World {
         self.wait_for(host, path, &[], status).await
     }
 
-    /// Which upstreams answered `n` requests for `host` `path`, sent 8 at a time (as a
+    /// Which upstreams answered `n` requests for `host` `path`, sent 16 at a time (as a
     /// busy service gets them: one client's requests one after another all go to the
     /// fastest endpoint), and how often.
     async fn spread(&self, host: &str, path: &str, n: usize) -> BTreeMap<String, usize> {
         let mut seen = BTreeMap::new();
-        for _ in 0..n.div_ceil(8) {
+        for _ in 0..n.div_ceil(16) {
             let replies =
-                futures_util::future::join_all((0..8).map(|_| self.get(host, path))).await;
+                futures_util::future::join_all((0..16).map(|_| self.get(host, path))).await;
             for reply in replies {
                 let name = reply.upstream().unwrap_or_else(|| reply.status.to_string());
                 *seen.entry(name).or_default() += 1;
@@ -134,10 +134,10 @@ async fn an_ingress_is_served_as_written_over_the_ready_endpoints_of_its_service
     );
 
     w.wait("shop.test", "/", StatusCode::OK).await;
-    let spread = w.spread("shop.test", "/catalog", 40).await;
+    let spread = w.spread("shop.test", "/catalog", 80).await;
     assert!(
-        spread.get("web-a").is_some_and(|n| *n >= 4)
-            && spread.get("web-b").is_some_and(|n| *n >= 4),
+        spread.get("web-a").is_some_and(|n| *n >= 16)
+            && spread.get("web-b").is_some_and(|n| *n >= 16),
         "balanced over both endpoints: {spread:?}"
     );
     assert_eq!(
