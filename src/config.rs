@@ -2,6 +2,7 @@
 //! both), with the original Ceryx names and defaults.
 
 use crate::proxy;
+use crate::route::rules::parse_size;
 use crate::store::RedisConfig;
 use clap::Args;
 use ipnet::IpNet;
@@ -379,21 +380,9 @@ fn millis(value: &str) -> Result<Duration, String> {
     duration(value, Duration::from_millis(1))
 }
 
-/// Parses a size in nginx syntax: bytes, or `k`/`m`/`g` (either case).
+/// A size in nginx syntax ([`parse_size`]).
 pub fn size(value: &str) -> Result<u64, String> {
-    let value = value.trim();
-    let (number, shift) = match value.chars().last().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => (&value[..value.len() - 1], 10),
-        Some('m') => (&value[..value.len() - 1], 20),
-        Some('g') => (&value[..value.len() - 1], 30),
-        _ => (value, 0),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{value:?} is not a size like 100m, 512k or 1048576"))?;
-    n.checked_shl(shift)
-        .filter(|v| v >> shift == n)
-        .ok_or_else(|| format!("{value:?} is too large"))
+    parse_size(value)
 }
 
 fn cidr(value: &str) -> Result<IpNet, String> {

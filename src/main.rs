@@ -215,7 +215,7 @@ async fn run_controller(
         args.ingress_class.clone(),
         install,
     );
-    ctx.publish = controller::sync::Publish {
+    ctx.publish = controller::reconcile::Publish {
         addresses: args.publish_address.clone(),
         service: args.publish_service.clone(),
     };

@@ -298,7 +298,7 @@ impl Options {
             seconds
         });
         let body = annotations.get("proxy-body-size").and_then(|size| {
-            let parsed = crate::config::size(size);
+            let parsed = crate::route::rules::parse_size(size);
             if parsed.is_err() {
                 bad("proxy-body-size", "must be a size like 8m, 512k or 0");
             }

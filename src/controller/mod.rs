@@ -11,6 +11,7 @@ pub mod leader;
 pub mod reconcile;
 pub(crate) mod scale;
 pub mod sync;
+pub(crate) mod watches;
 
 pub use crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 

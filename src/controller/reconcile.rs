@@ -6,7 +6,6 @@ use super::crd::{CeryxRoute, CeryxRouteSpec, CeryxRouteStatus};
 use super::endpoints::Index;
 use super::hosts;
 use super::leader::Leadership;
-use super::sync::Publish;
 use crate::certificate;
 use crate::route::{Field, Route, Settings, normalize_source, rules};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
@@ -61,6 +60,16 @@ type Published = HashMap<ObjectRef<CeryxRoute>, (Option<String>, CeryxRouteStatu
 
 /// A Secret's resourceVersion and what it held, as last read.
 type ReadCertificate = (String, Result<CertificatePem, String>);
+
+/// Where this install's proxies are reachable, published on the objects it serves.
+#[derive(Debug, Clone, Default)]
+pub struct Publish {
+    /// IP addresses or host names (`CERYX_PUBLISH_ADDRESS`).
+    pub addresses: Vec<String>,
+    /// The proxies' Service, `<namespace>/<name>` (`CERYX_PUBLISH_SERVICE`): its load
+    /// balancer's addresses, or its external IPs.
+    pub service: Option<String>,
+}
 
 /// What the reconciler needs.
 pub struct Context {

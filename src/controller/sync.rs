@@ -8,19 +8,17 @@ use super::gateway;
 use super::hosts::{self, Merged, OWNER, Problem};
 use super::ingress;
 use super::reconcile::{Context, Error, secret_certificate};
+use super::watches::watch;
 use crate::route::Route;
 use crate::store::{CertificatePem, Change, StoreError, Writer};
-use futures_util::StreamExt;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How often everything is merged again without a change (a safety net: writes lost
@@ -29,16 +27,6 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 /// Wait before a failed sync is tried again.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// Where this install's proxies are reachable, published on the objects it serves.
-#[derive(Debug, Clone, Default)]
-pub struct Publish {
-    /// IP addresses or host names (`CERYX_PUBLISH_ADDRESS`).
-    pub addresses: Vec<String>,
-    /// The proxies' Service, `<namespace>/<name>` (`CERYX_PUBLISH_SERVICE`): its load
-    /// balancer's addresses, or its external IPs.
-    pub service: Option<String>,
-}
 
 /// The caches of this module's own watches.
 struct Watched {
@@ -128,31 +116,6 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     for task in [a, b].into_iter().chain(gateway_tasks) {
         task.abort();
     }
-}
-
-/// A cache of every `K`, and the task that keeps it (waking `changed` on each change).
-pub(super) fn watch<K>(
-    client: &kube::Client,
-    changed: &Arc<Notify>,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K: Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let task = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .touched_objects()
-    .for_each(move |_| {
-        changed.notify_one();
-        std::future::ready(())
-    });
-    (store, tokio::spawn(task))
 }
 
 /// The object's identity in claims.

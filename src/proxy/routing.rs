@@ -361,7 +361,7 @@ impl CompiledRule {
             max_body: rule
                 .limits
                 .as_ref()
-                .and_then(|l| crate::config::size(l.request_body.as_deref()?).ok()),
+                .and_then(|l| crate::route::rules::parse_size(l.request_body.as_deref()?).ok()),
             retry: rule.retry.as_ref().map(|retry| RetryPolicy {
                 attempts: retry.attempts.unwrap_or(1),
                 codes: retry

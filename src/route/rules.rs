@@ -493,7 +493,7 @@ pub(crate) fn validate(rules: &[Rule], services: Backends) -> Result<(), RuleErr
             optional_duration(&retry.backoff, &format!("{here}.retry.backoff"))?;
         }
         if let Some(body) = rule.limits.as_ref().and_then(|l| l.request_body.as_deref())
-            && crate::config::size(body).is_err()
+            && parse_size(body).is_err()
         {
             return Err(at(
                 format!("{here}.limits.requestBody"),
@@ -841,6 +841,23 @@ pub(crate) fn parse_duration(value: &str) -> Option<Duration> {
         parts += 1;
     }
     (1..=4).contains(&parts).then_some(total)
+}
+
+/// Parses a size in nginx syntax: bytes, or `k`/`m`/`g` (either case).
+pub(crate) fn parse_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (number, shift) = match value.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&value[..value.len() - 1], 10),
+        Some('m') => (&value[..value.len() - 1], 20),
+        Some('g') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size like 100m, 512k or 1048576"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("{value:?} is too large"))
 }
 
 /// The upstreams of a backend given by URLs (as stored: `url` or `endpoints`).

@@ -1,4 +1,4 @@
-//! The Gateway API side of the merge's runtime ([`crate::controller::sync`]): the
+//! The Gateway API side of the merge's runtime (`sync.rs`): the
 //! watches (only when the API server serves the Gateway API and lets us read it), every
 //! HTTPRoute translated into claims for the merge, and the status of our GatewayClasses,
 //! their Gateways and the routes attached to them, applied server-side.
@@ -339,7 +339,7 @@ pub(crate) async fn start(
     client: &kube::Client,
     changed: &Arc<tokio::sync::Notify>,
 ) -> Option<(Watched, Vec<tokio::task::JoinHandle<()>>)> {
-    use crate::controller::sync::watch;
+    use crate::controller::watches::watch;
     if !available(client).await {
         return None;
     }

@@ -4,7 +4,7 @@
 //! condition carries the object's `observedGeneration`, and keeps its
 //! `lastTransitionTime` while its status stays the same, as the spec requires.
 
-use super::translate::{self, ParentOutcome};
+use super::translate::{self, ParentOutcome, Verdict};
 use super::types::{
     GROUP, Gateway, GatewayAddress, GatewayClass, GatewayClassStatus, GatewayStatus,
     HttpRouteStatus, Listener, ListenerStatus, ReferenceGrant, RouteGroupKind, RouteParentStatus,
@@ -42,35 +42,6 @@ const FEATURES: [&str; 20] = [
     "ReferenceGrant",
     "GatewayPort8080",
 ];
-
-/// One condition's outcome, before it gets its generation and time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Verdict {
-    /// `True` or `False`.
-    pub ok: bool,
-    /// A reason from the spec's vocabulary.
-    pub reason: &'static str,
-    /// What a person reading the status should know.
-    pub message: String,
-}
-
-impl Verdict {
-    pub(crate) fn yes(reason: &'static str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            ok: true,
-            reason,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            ok: false,
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 /// The condition `type_` with `verdict`, keeping the transition time of the same
 /// condition in `previous` when its status has not changed.

@@ -4,7 +4,6 @@
 //! so every rule of attachment is pinned by unit tests, and the controller only fetches
 //! and writes.
 
-use super::status::Verdict;
 use super::types::{
     BackendObjectRef, GROUP, Gateway, GatewayClass, HttpHeaderFilter, HttpPathModifier, HttpRoute,
     HttpRouteFilter, HttpRouteMatch, HttpRouteRule, Listener, ParentRef, ReferenceGrant,
@@ -20,6 +19,35 @@ use crate::route::{UNROUTED, WILDCARD, normalize_source};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// One condition's outcome, before it gets its generation and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    /// `True` or `False`.
+    pub ok: bool,
+    /// A reason from the spec's vocabulary.
+    pub reason: &'static str,
+    /// What a person reading the status should know.
+    pub message: String,
+}
+
+impl Verdict {
+    pub(crate) fn yes(reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: true,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn no(reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            ok: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
 
 /// The `controllerName` of Ceryx's GatewayClasses.
 pub(crate) const CONTROLLER_NAME: &str = "ceryx.dev/gateway-controller";
