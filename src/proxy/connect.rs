@@ -83,9 +83,12 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
 /// RFC 6761 §6.3: `localhost` and names under it are the loopback address, answered
 /// without asking DNS (as curl, browsers and systemd-resolved do).
 fn loopback_for_localhost(uri: http::Uri) -> http::Uri {
+    // Without allocating: this runs for every new upstream connection.
     let local = uri.host().is_some_and(|h| {
-        let h = h.trim_end_matches('.').to_ascii_lowercase();
-        h == "localhost" || h.ends_with(".localhost")
+        let h = h.trim_end_matches('.').as_bytes();
+        let tail = &h[h.len().saturating_sub(10)..];
+        tail.eq_ignore_ascii_case(b".localhost")
+            || (h.len() == 9 && h.eq_ignore_ascii_case(b"localhost"))
     });
     if !local {
         return uri;

@@ -79,6 +79,17 @@ pub(crate) struct Forwarded {
     pub(crate) uploaded: Option<Arc<AtomicU64>>,
 }
 
+impl Forwarded {
+    /// What forwarding gives when nothing was sent.
+    pub(crate) fn failed(error: ProxyError) -> Forwarded {
+        Forwarded {
+            response: Err(error),
+            upstream: Duration::ZERO,
+            uploaded: None,
+        }
+    }
+}
+
 /// A request made ready for its upstream.
 struct Prepared {
     request: Request<Body>,
@@ -192,11 +203,7 @@ impl Forwarder {
         let mut prepared = match prepare(req, to, upstream, Some(unsent.clone())) {
             Ok(prepared) => prepared,
             Err(e) => {
-                return Ok(Forwarded {
-                    response: Err(e),
-                    upstream: Duration::ZERO,
-                    uploaded: None,
-                });
+                return Ok(Forwarded::failed(e));
             }
         };
         let refused = Refused {
@@ -219,13 +226,9 @@ impl Forwarder {
         upstream: &Upstream,
     ) -> Result<Forwarded, Refused> {
         let Some(prepared) = refused.replay.prepare(upstream, to.max_body) else {
-            return Ok(Forwarded {
-                response: Err(ProxyError::BadGateway(
-                    "the held request could not be sent again".into(),
-                )),
-                upstream: Duration::ZERO,
-                uploaded: None,
-            });
+            return Ok(Forwarded::failed(ProxyError::BadGateway(
+                "the held request could not be sent again".into(),
+            )));
         };
         self.attempt(prepared, refused, to, false).await
     }

@@ -216,8 +216,8 @@ impl Proxy {
         }
         // A backend with a wake setting sleeps while its Service has no ready endpoint:
         // held (before the rules change the request) until the route has one.
-        if let Some(wake) = resolved.route.wake.clone()
-            && resolved.rules.as_ref().is_some_and(|r| r.asleep(&req))
+        if asleep(&resolved, &req)
+            && let Some(wake) = resolved.route.wake.clone()
         {
             let source = resolved.route.source.clone();
             if wake.strategy == Strategy::Page
@@ -328,7 +328,7 @@ impl Proxy {
             Via::Upstream(upstream) => ((*upstream).clone(), None),
             Via::Endpoints(set, _) => match set.pick(&[]) {
                 Some(picked) => (picked.upstream().clone(), Some(picked)),
-                None => return not_forwarded(ProxyError::NoBackend),
+                None => return Forwarded::failed(ProxyError::NoBackend),
             },
         };
         let forwarded = self
@@ -366,7 +366,7 @@ impl Proxy {
         let deadline = Instant::now() + wake.timeout();
         loop {
             let Some(woken) = self.waker.hold(host, route, wake, upstream, deadline).await else {
-                return not_forwarded(ProxyError::WakeTimeout(host.to_owned()));
+                return Forwarded::failed(ProxyError::WakeTimeout(host.to_owned()));
             };
             match self.forwarder.resend(refused, to, upstream).await {
                 Ok(forwarded) => {
@@ -401,9 +401,7 @@ impl Proxy {
                 Ok(None) => return Err(ProxyError::NoRoute(host.to_owned())),
                 Err(_) => return Err(ProxyError::StoreUnavailable),
             };
-            let asleep = resolved.route.wake.is_some()
-                && resolved.rules.as_ref().is_some_and(|r| r.asleep(req));
-            if !asleep {
+            if !asleep(&resolved, req) {
                 self.waker.got_endpoints(source);
                 return Ok(resolved);
             }
@@ -448,13 +446,10 @@ impl Proxy {
     }
 }
 
-/// What forwarding gives when nothing was sent.
-fn not_forwarded(error: ProxyError) -> Forwarded {
-    Forwarded {
-        response: Err(error),
-        upstream: Duration::ZERO,
-        uploaded: None,
-    }
+/// Whether `req` is for a route with a wake setting whose rule sends it to Services
+/// none of which has a ready endpoint (its backend sleeps).
+fn asleep<B>(resolved: &cache::Resolved, req: &Request<B>) -> bool {
+    resolved.route.wake.is_some() && resolved.rules.as_ref().is_some_and(|r| r.asleep(req))
 }
 
 /// The host a request is routed by: the authority of an absolute-form request line (or

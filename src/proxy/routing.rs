@@ -109,7 +109,8 @@ pub(crate) struct RetryPolicy {
 struct Backend {
     weight: u64,
     endpoints: Arc<EndpointSet>,
-    /// The Kubernetes Service it was resolved from, when that has no ready endpoint.
+    /// The Kubernetes Service it was resolved from, when that has no ready endpoint
+    /// (then `endpoints` is empty).
     unready: Option<String>,
 }
 
@@ -241,7 +242,7 @@ impl RuleTable {
                 .backends
                 .iter()
                 .filter(|b| b.weight > 0)
-                .all(|b| b.unready.is_some() && b.endpoints.is_empty())
+                .all(|b| b.unready.is_some())
     }
 
     /// Applies the rule that matches `req`, if one does: its request header changes
