@@ -2,6 +2,7 @@
 //! EndpointSlices: the proxy balances over pods itself (per request, readiness-aware)
 //! instead of handing every request to kube-proxy through the Service's address.
 
+use crate::route::rules::BackendRef;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::ResourceExt;
@@ -51,6 +52,23 @@ impl Index {
             services,
             slices: by_service,
         }
+    }
+
+    /// Fills a Service backend with its Service's ready endpoints ([`Index::resolve`];
+    /// none when it cannot be resolved), making its namespace explicit (`namespace`
+    /// when it names none). `None` for a backend that names no Service.
+    pub(crate) fn fill(
+        &self,
+        backend: &mut BackendRef,
+        namespace: &str,
+        https: bool,
+    ) -> Option<Result<(), Unresolved>> {
+        let service = backend.service.as_mut()?;
+        let namespace = service
+            .namespace
+            .get_or_insert_with(|| namespace.to_owned());
+        let resolved = self.resolve(namespace, &service.name, service.port, https);
+        Some(resolved.map(|urls| backend.endpoints = urls))
     }
 
     /// The number of the port named `port` of Service `namespace/name`.

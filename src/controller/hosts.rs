@@ -6,7 +6,7 @@
 
 use super::claim::{Claim, Origin, SecretRef};
 use super::endpoints::Index;
-use crate::route::rules::{self, Backends, Match, PathMatch, PathMatchType, Rule};
+use crate::route::rules::{self, Backends, Match, PathMatch, PathMatchType, Rule, ServiceRef};
 use crate::route::{Route, Settings, UNROUTED};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -165,24 +165,35 @@ fn merge_host(host: &str, claims: Vec<Claim>, index: &Index, merged: &mut Merged
 /// proxy answers its share of requests with 503.
 fn resolve(rule: &mut Rule, tls: bool, index: &Index, origin: &Origin, merged: &mut Merged) {
     for backend in rule.backends_mut() {
-        let Some(service) = &mut backend.service else {
-            continue;
-        };
-        let namespace = service
-            .namespace
-            .get_or_insert_with(|| origin.namespace.clone())
-            .clone();
-        let name = format!("{namespace}/{}", service.name);
-        match index.resolve(&namespace, &service.name.clone(), service.port, tls) {
-            Ok(urls) if urls.is_empty() => merged.report(
-                origin,
-                "NoReadyEndpoints",
-                format!("Service {name} has no ready endpoints: its requests are answered 503"),
-            ),
-            Ok(urls) => backend.endpoints = urls,
-            Err(e) => merged.report(origin, "BackendNotFound", e.to_string()),
+        match index.fill(backend, &origin.namespace, tls) {
+            None => {}
+            Some(Err(e)) => merged.report(origin, "BackendNotFound", e.to_string()),
+            Some(Ok(())) if backend.endpoints.is_empty() => {
+                let service = backend
+                    .service
+                    .as_ref()
+                    .map(service_name)
+                    .unwrap_or_default();
+                merged.report(
+                    origin,
+                    "NoReadyEndpoints",
+                    format!(
+                        "Service {service} has no ready endpoints: its requests are answered 503"
+                    ),
+                );
+            }
+            Some(Ok(())) => {}
         }
     }
+}
+
+/// `<namespace>/<name>` of a Service reference whose namespace is set.
+fn service_name(service: &ServiceRef) -> String {
+    format!(
+        "{}/{}",
+        service.namespace.as_deref().unwrap_or_default(),
+        service.name
+    )
 }
 
 /// A match in canonical form: two objects asking for the same requests collide.

@@ -374,12 +374,8 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
     let index = ctx.index();
     for rule in &mut route.rules {
         for backend in rule.backends_mut() {
-            if let Some(service) = &mut backend.service {
-                service.namespace = Some(namespace.to_owned());
-                backend.endpoints = index
-                    .resolve(namespace, &service.name, service.port, false)
-                    .unwrap_or_default();
-            }
+            // A Service without the port is served as one without endpoints (503).
+            let _ = index.fill(backend, namespace, false);
         }
     }
     Ok(route)

@@ -238,13 +238,12 @@ async fn write(ctx: &Context, merged: &mut Merged, memory: &mut Memory) -> Resul
             }
         }
     }
-    let gone: Vec<String> = memory
+    let mut gone: BTreeSet<String> = memory
         .written
         .keys()
         .filter(|s| !merged.hosts.contains_key(*s))
         .cloned()
         .collect();
-    let mut gone: BTreeSet<String> = gone.into_iter().collect();
     if !memory.swept {
         // After a start or a store resync: routes this install wrote before and no object asks for.
         let owned = ctx.store.owners().await?;
