@@ -115,21 +115,11 @@ impl World {
 
     /// Waits until the proxy answers `host` with `status`; returns the reply.
     async fn wait_answer(&self, host: &str, status: StatusCode) -> Reply {
-        let start = Instant::now();
-        loop {
-            let reply = self.client.get(self.proxy.addr, host, "/").await;
-            if reply.status == status {
-                return reply;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{host} answered {} instead of {status}: {:?}\ncontroller log:\n{}",
-                reply.status,
-                reply.body,
-                self.controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = || format!("controller log:\n{}", self.controller.log());
+        let what = (host, "/", &[][..]);
+        self.client
+            .wait_for(self.proxy.addr, what, status, log)
+            .await
     }
 
     /// Events on CeryxRoute `name` with `reason`: their notes.

@@ -123,6 +123,19 @@ impl World {
 const SCALE_WEB: &str =
     "{scaleTargetRef: {kind: Deployment, name: web}, idleAfter: 3s, timeout: 30s}";
 
+/// Checks that each of `held` (request `i` sent `body {i}`) is answered 200 with its
+/// body intact, within 20 s.
+async fn answered(held: Vec<tokio::task::JoinHandle<Reply>>) {
+    for (i, request) in held.into_iter().enumerate() {
+        let reply = tokio::time::timeout(Duration::from_secs(20), request)
+            .await
+            .expect("answered once the endpoint is ready")
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(echoed(&reply), format!("body {i}"));
+    }
+}
+
 /// The echoed body of a reply from the echo upstream.
 fn echoed(reply: &Reply) -> String {
     reply.json()["body"].as_str().unwrap_or_default().to_owned()
@@ -189,14 +202,7 @@ async fn concurrent_requests_through_two_proxies_scale_up_once() {
         .collect();
     w.wait_replicas(1).await;
     let _pod = w.pod().await;
-    for (i, request) in held.into_iter().enumerate() {
-        let reply = tokio::time::timeout(Duration::from_secs(20), request)
-            .await
-            .expect("answered once the endpoint is ready")
-            .unwrap();
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        assert_eq!(echoed(&reply), format!("body {i}"));
-    }
+    answered(held).await;
     // One change of the Deployment's spec, and one scale-up in the controller's log.
     assert_eq!(generation().parse::<u64>().unwrap(), before + 1);
     let log = w.controller.log();
@@ -227,14 +233,7 @@ async fn a_webhook_wake_holds_requests_until_the_service_has_an_endpoint() {
     .await;
     assert!(held.iter().all(|h| !h.is_finished()));
     let _pod = w.pod().await;
-    for (i, request) in held.into_iter().enumerate() {
-        let reply = tokio::time::timeout(Duration::from_secs(20), request)
-            .await
-            .expect("answered once the endpoint is ready")
-            .unwrap();
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        assert_eq!(echoed(&reply), format!("body {i}"));
-    }
+    answered(held).await;
     assert_eq!(waker.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     // The controller scales nothing for a webhook wake.
     assert_eq!(w.replicas(), "0");

@@ -78,6 +78,36 @@ impl TestClient {
         self.get(to, host, "/").await.upstream()
     }
 
+    /// Polls `GET path` on `host` (with `headers`) until it answers `status`, for up
+    /// to 20 s; the failure message ends with `context()` (a process's log).
+    pub async fn wait_for(
+        &self,
+        to: SocketAddr,
+        (host, path, headers): (&str, &str, &[(&str, &str)]),
+        status: StatusCode,
+        context: impl Fn() -> String,
+    ) -> Reply {
+        let start = std::time::Instant::now();
+        loop {
+            let mut req = Request::get(path).header("host", host);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let reply = self.send(to, req, Bytes::new()).await;
+            if reply.status == status {
+                return reply;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{host}{path} answered {} instead of {status}: {:?}\n{}",
+                reply.status,
+                reply.body,
+                context()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn get(&self, to: SocketAddr, host: &str, path: &str) -> Reply {
         self.send(to, Request::get(path).header("host", host), Bytes::new())
             .await

@@ -14,7 +14,7 @@ use super::{Reply, TestClient};
 use http::{Request, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// See the module documentation.
 pub struct TrafficWorld {
@@ -126,21 +126,11 @@ impl TrafficWorld {
         headers: &[(&str, &str)],
         status: StatusCode,
     ) -> Reply {
-        let start = Instant::now();
-        loop {
-            let reply = self.send(host, path, headers).await;
-            if reply.status == status {
-                return reply;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{host}{path} answered {} instead of {status}: {:?}\ncontroller log:\n{}",
-                reply.status,
-                reply.body,
-                self.controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = || format!("controller log:\n{}", self.controller.log());
+        let what = (host, path, headers);
+        self.client
+            .wait_for(self.proxy.addr, what, status, log)
+            .await
     }
 
     /// The notes of the Events with `reason` on the `kind` object `name`.
