@@ -1,8 +1,10 @@
 //! The benchmark's child processes: started by name, killed when dropped, and waited for
 //! until they listen.
 
+use std::fs::File;
 use std::net::TcpListener as StdListener;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Child processes by name, killed when dropped.
@@ -12,6 +14,23 @@ pub struct Processes(Vec<(String, Child)>);
 impl Processes {
     pub fn add(&mut self, name: &str, child: Child) {
         self.0.push((name.into(), child));
+    }
+
+    /// Starts `command` as process `name` with its output in `<dir>/<name>.out`, where a
+    /// server that refuses its configuration says why.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        command: &mut Command,
+    ) -> Result<(), std::io::Error> {
+        let out = File::create(dir.join(format!("{name}.out")))?;
+        let child = command
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()?;
+        self.add(name, child);
+        Ok(())
     }
 
     pub fn kill(&mut self, name: &str) {
@@ -64,13 +83,25 @@ pub async fn wait_listening(port: u16) {
     }
 }
 
+/// Writes `<dir>/<name>` (a server's configuration) and returns its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, std::io::Error> {
+    let path = dir.join(name);
+    std::fs::write(&path, contents)?;
+    Ok(path)
+}
+
 /// Resident memory of process `pid` in KiB (0 if it cannot be read).
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A KiB figure of `/proc/<pid>/status` such as `VmHWM:` (0 if it cannot be read).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

@@ -1,9 +1,12 @@
-//! The servers every scenario shares: both nginx instances, Redis, and the Ceryx
-//! processes, all on 127.0.0.1, with their files in one temporary directory.
+//! The servers every scenario shares: both nginx instances, HAProxy, the upload sink,
+//! Redis, and the Ceryx processes, all on 127.0.0.1, with their files in one temporary
+//! directory.
 
 use crate::certs;
+use crate::haproxy;
 use crate::nginx;
 use crate::process::{Processes, free_port, wait_listening};
+use crate::sink;
 use crate::store;
 use crate::wrk::{self, Hosts, Load, Over};
 use ceryx::store::RedisStore;
@@ -19,21 +22,68 @@ use std::time::Duration;
 
 pub type HttpClient = Client<HttpConnector, Empty<bytes::Bytes>>;
 
+/// The process name of the Ceryx proxy the throughput rows measure.
+pub const CERYX_PROXY: &str = "proxy-1";
+
+/// The ports a proxy under test listens on, one per kind of load.
+#[derive(Clone, Copy)]
+pub struct Front {
+    /// HTTP/1.1 for one host.
+    pub http: u16,
+    /// HTTP/1.1 routed by `Host` over the spread hosts.
+    pub spread: u16,
+    /// HTTP/2 cleartext with prior knowledge.
+    pub h2c: u16,
+    /// HTTPS: HTTP/1.1, or h2 by ALPN.
+    pub tls: u16,
+}
+
+impl Front {
+    /// Four free ports, for nginx and HAProxy (Ceryx serves all but HTTPS on one port).
+    fn free() -> Front {
+        Front {
+            http: free_port(),
+            spread: free_port(),
+            h2c: free_port(),
+            tls: free_port(),
+        }
+    }
+
+    /// Returns once every port listens.
+    pub async fn wait(&self) {
+        for port in [self.http, self.spread, self.h2c, self.tls] {
+            wait_listening(port).await;
+        }
+    }
+}
+
+/// What nginx and HAProxy route to, as Ceryx's store does: every spread host to upstream
+/// "a", `/upload` to the sink.
+pub struct Routing {
+    pub upstream: u16,
+    pub sink: u16,
+    pub hosts: Vec<String>,
+}
+
 pub struct Rig {
     ceryx: PathBuf,
     pub dir: PathBuf,
     pub procs: Processes,
     pub nginx: nginx::Ports,
+    pub haproxy: Front,
+    /// The upload sink's port.
+    pub sink: u16,
     pub redis: u16,
     pub http: HttpClient,
 }
 
 impl Rig {
-    /// Writes the certificate and starts nginx and Redis; `ceryx` is the binary to run.
-    pub async fn start(ceryx: PathBuf) -> Result<Rig, Box<dyn Error>> {
+    /// Writes the certificate and starts nginx, HAProxy, the sink and Redis; `ceryx` is the
+    /// binary to run, `spread_hosts` how many hosts the reference proxies route.
+    pub async fn start(ceryx: PathBuf, spread_hosts: usize) -> Result<Rig, Box<dyn Error>> {
         let dir = std::env::temp_dir().join(format!("ceryx-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        // One certificate for both HTTPS proxies (clients send no SNI to 127.0.0.1).
+        // One certificate for all HTTPS proxies (clients send no SNI to 127.0.0.1).
         let (pem, _) = certs::issue(&["bench.test"]);
         std::fs::write(dir.join("tls.crt"), pem.certificate)?;
         std::fs::write(dir.join("tls.key"), pem.key)?;
@@ -44,13 +94,20 @@ impl Rig {
             nginx: nginx::Ports {
                 upstream_a: free_port(),
                 upstream_b: free_port(),
-                proxy: free_port(),
-                proxy_tls: free_port(),
+                proxy: Front::free(),
             },
+            haproxy: Front::free(),
+            sink: sink::start()?,
             redis: free_port(),
             http: Client::builder(TokioExecutor::new()).build_http(),
         };
-        nginx::start(&rig.dir, &rig.nginx, &mut rig.procs).await?;
+        let routing = Routing {
+            upstream: rig.nginx.upstream_a,
+            sink: rig.sink,
+            hosts: (0..spread_hosts).map(store::spread_host).collect(),
+        };
+        nginx::start(&rig.dir, &rig.nginx, &routing, &mut rig.procs).await?;
+        haproxy::start(&rig.dir, &rig.haproxy, &routing, &mut rig.procs).await?;
         rig.start_redis().await?;
         Ok(rig)
     }

@@ -48,10 +48,10 @@ pub async fn load_routes(port: u16, count: usize, target: &str) -> Result<(), Bo
     for chunk in (0..count).collect::<Vec<_>>().chunks(5_000) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            pipe.set(format!("ceryx:routes:h{i}.bench.test"), target)
-                .ignore();
+            let host = spread_host(*i);
+            pipe.set(format!("ceryx:routes:{host}"), target).ignore();
             pipe.hset_multiple(
-                format!("ceryx:settings:h{i}.bench.test"),
+                format!("ceryx:settings:{host}"),
                 &[("enforce_https", "0"), ("mode", "proxy")],
             )
             .ignore();
@@ -59,6 +59,11 @@ pub async fn load_routes(port: u16, count: usize, target: &str) -> Result<(), Bo
         pipe.query_async::<()>(&mut conn).await?;
     }
     Ok(())
+}
+
+/// The `i`th of the many hosts: `h<i>.bench.test` (wrk's Lua script names the same).
+pub fn spread_host(i: usize) -> String {
+    format!("h{i}.bench.test")
 }
 
 /// A route `source` → `target` with default settings.

@@ -6,14 +6,14 @@ use crate::scenario::churn::Churn;
 use crate::scenario::memory::Memory;
 use crate::scenario::outage::Outage;
 use crate::scenario::propagation::Propagation;
-use crate::scenario::throughput::{Row, Throughput};
+use crate::scenario::throughput::{Group, Row, Run, Server, Throughput};
 use std::fmt::Write;
 use std::time::Duration;
 
 /// The heading over every section.
 pub fn title(scale: &Scale) -> String {
     format!(
-        "# Ceryx vs nginx on 127.0.0.1, {} core(s), wrk -t1 -c50, median of {} round(s) of {} s\n",
+        "# Ceryx vs nginx and HAProxy on 127.0.0.1, {} core(s), median of {} round(s) of {} s\n",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         scale.rounds,
         scale.wrk_seconds
@@ -21,34 +21,68 @@ pub fn title(scale: &Scale) -> String {
 }
 
 pub fn throughput(t: &Throughput) -> String {
-    let mut out = format!(
-        "## Throughput and latency (spread: {} routes in Redis, requests over {} hosts)\n\n\
-         | scenario | req/s | p50 | p99 | failed | req/s vs nginx | p99 vs nginx |\n\
-         |---|---|---|---|---|---|---|\n",
-        t.routes, t.hosts
+    let mut out = String::from(
+        "## Throughput, latency and cost (wrk -t1 or h2load -t1; CPU per request and peak RSS of \
+         all the server's processes, nginx's master and workers summed)\n\n\
+         | scenario | server | req/s | MiB/s | p50 | p99 | failed | CPU/request | peak RSS | req/s vs better peer | CPU vs nginx |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    // The nginx row of the same name, else plain proxy_pass.
-    let nginx = |name: &str| {
-        let same = name.replacen("ceryx", "nginx", 1);
-        t.rows
-            .iter()
-            .find(|r| r.name == same)
-            .or_else(|| t.rows.iter().find(|r| r.name == "nginx proxy_pass"))
-            .map(summary)
-    };
-    for row in &t.rows {
-        let (rps, p50, p99, failed) = summary(row);
-        let ratios = match (row.name.starts_with("ceryx"), nginx(row.name)) {
-            (true, Some((n_rps, _, n_p99, _))) => {
-                format!("{:.2} | {:.2}", rps / n_rps, p99 / n_p99)
-            }
-            _ => "| ".into(),
-        };
-        let name = row.name;
-        let _ = writeln!(
-            out,
-            "| {name} | {rps:.0} | {p50:.2} ms | {p99:.2} ms | {failed} | {ratios} |"
-        );
+    for group in &t.groups {
+        let (best, nginx) = peers(group);
+        for (i, row) in group.rows.iter().enumerate() {
+            let s = stats(row);
+            let scenario = if i == 0 { group.name.as_str() } else { "" };
+            let mib_s = group
+                .body
+                .map(|b| format!("{:.0}", s.rps * b as f64 / (1 << 20) as f64))
+                .unwrap_or_default();
+            let vs_best = match (row.server, &best) {
+                (Server::Ceryx, Some(best)) => format!("{:.2}", s.rps / best.rps),
+                _ => String::new(),
+            };
+            let vs_nginx = match (row.server, &nginx) {
+                (Server::Ceryx | Server::Haproxy, Some(nginx)) => {
+                    format!("{:.2}", s.cpu_us / nginx.cpu_us)
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "| {scenario} | {} | {:.0} | {mib_s} | {} | {} | {} | {:.1} µs | {} MiB | {vs_best} | {vs_nginx} |",
+                row.name,
+                s.rps,
+                latency(s.p50),
+                latency(s.p99),
+                s.failed,
+                s.cpu_us,
+                s.peak_kib / 1024
+            );
+        }
+    }
+    out
+}
+
+/// The goals at a glance: each group's (first) Ceryx row against the better peer.
+pub fn summary(t: &Throughput) -> String {
+    let mut out = String::from(
+        "## Summary: Ceryx's req/s against the better of nginx and HAProxy, CPU per request against nginx\n\n\
+         | scenario | better peer | req/s vs better peer | CPU/request vs nginx |\n\
+         |---|---|---|---|\n",
+    );
+    for group in &t.groups {
+        let (best, nginx) = peers(group);
+        let ceryx = group.rows.iter().find(|r| r.server == Server::Ceryx);
+        if let (Some(best), Some(nginx), Some(ceryx)) = (best, nginx, ceryx) {
+            let c = stats(ceryx);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} |",
+                group.name,
+                best.name,
+                c.rps / best.rps,
+                c.cpu_us / nginx.cpu_us
+            );
+        }
     }
     out
 }
@@ -126,15 +160,49 @@ pub fn memory(m: &Memory) -> String {
     out
 }
 
-/// Median requests/s, p50 and p99 over the rounds, and the failures of all of them.
-fn summary(row: &Row) -> (f64, f64, f64, u64) {
+/// A row's figures over its rounds: medians, all failures, the highest peak.
+struct Stats {
+    name: &'static str,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    failed: u64,
+    cpu_us: f64,
+    peak_kib: u64,
+}
+
+fn stats(row: &Row) -> Stats {
     let runs = &row.runs;
-    (
-        median(runs.iter().map(|l| l.rps).collect()),
-        median(runs.iter().map(|l| l.p50_ms).collect()),
-        median(runs.iter().map(|l| l.p99_ms).collect()),
-        runs.iter().map(|l| l.failed).sum::<u64>(),
-    )
+    let median_of = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    Stats {
+        name: row.name,
+        rps: median_of(|r| r.load.rps),
+        p50: median_of(|r| r.load.p50_ms),
+        p99: median_of(|r| r.load.p99_ms),
+        failed: runs.iter().map(|r| r.load.failed).sum(),
+        cpu_us: median_of(|r| r.cpu.as_secs_f64() * 1e6 / r.load.requests.max(1) as f64),
+        peak_kib: runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
+    }
+}
+
+/// The better of nginx and HAProxy by req/s, and nginx, in `group`.
+fn peers(group: &Group) -> (Option<Stats>, Option<Stats>) {
+    let of = |server| group.rows.iter().find(|r| r.server == server).map(stats);
+    let nginx = of(Server::Nginx);
+    let best = [of(Server::Nginx), of(Server::Haproxy)]
+        .into_iter()
+        .flatten()
+        .max_by(|a, b| a.rps.total_cmp(&b.rps));
+    (best, nginx)
+}
+
+/// A latency in ms, or a dash where the tool reports none.
+fn latency(ms: f64) -> String {
+    if ms.is_nan() {
+        "–".into()
+    } else {
+        format!("{ms:.2} ms")
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -3,22 +3,23 @@
 use std::path::Path;
 use std::process::Command;
 
-/// One wrk run, as wrk reports it.
+/// One load run (wrk or h2load), as the tool reports it.
 #[derive(Clone, Copy, Default)]
 pub struct Load {
     pub rps: f64,
+    /// Latency percentiles; NaN where the tool reports none (h2load).
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub failed: u64,
+    /// Requests completed, the divisor of CPU per request.
+    pub requests: u64,
 }
 
 /// Which `Host` the requests name.
 #[derive(Clone, Copy)]
 pub enum Hosts {
-    /// `bench.test`.
-    One,
-    /// `rules.bench.test`, the host with ten rules.
-    Rules,
+    /// This one name.
+    Host(&'static str),
     /// `h<i>.bench.test`, round robin over this many.
     Spread(usize),
 }
@@ -32,7 +33,32 @@ pub enum Over {
     HttpsNewConnections,
 }
 
-/// One wrk run (`-t1 -c50`) of `seconds` against `port`; its Lua script goes to `dir`.
+/// What one wrk run sends.
+#[derive(Clone, Copy)]
+pub struct Job {
+    pub over: Over,
+    pub hosts: Hosts,
+    pub connections: u32,
+    /// The request path.
+    pub path: &'static str,
+    /// Bytes of a POST body per request; 0 for GET.
+    pub upload: usize,
+}
+
+impl Job {
+    /// `GET /` over `-c50`, the load of the churn and outage scenarios.
+    pub fn get(over: Over, hosts: Hosts) -> Job {
+        Job {
+            over,
+            hosts,
+            connections: 50,
+            path: "/",
+            upload: 0,
+        }
+    }
+}
+
+/// One wrk run (`-t1 -c50 GET /`) of `seconds` against `port`; its Lua script goes to `dir`.
 pub fn run(
     dir: &Path,
     port: u16,
@@ -40,39 +66,56 @@ pub fn run(
     hosts: Hosts,
     seconds: u64,
 ) -> Result<Load, std::io::Error> {
+    load(dir, port, &Job::get(over, hosts), seconds)
+}
+
+/// One wrk run of `job` for `seconds` against `port`; its Lua script goes to `dir`.
+pub fn load(dir: &Path, port: u16, job: &Job, seconds: u64) -> Result<Load, std::io::Error> {
     let mut command = Command::new("wrk");
-    if let Over::HttpsNewConnections = over {
+    if let Over::HttpsNewConnections = job.over {
         command.args(["-H", "Connection: close"]);
     }
     command
-        .args(["-t1", "-c50", "--latency", "-d"])
-        .arg(format!("{seconds}s"));
-    match hosts {
-        Hosts::One => {
-            command.args(["-H", "Host: bench.test"]);
+        .args(["-t1", "--latency"])
+        .arg(format!("-c{}", job.connections))
+        .arg(format!("-d{seconds}s"));
+    let mut script = String::new();
+    match job.hosts {
+        Hosts::Host(name) => {
+            command.arg("-H").arg(format!("Host: {name}"));
         }
-        Hosts::Rules => {
-            command.args(["-H", "Host: rules.bench.test"]);
-        }
-        Hosts::Spread(n) => {
-            let script = dir.join(format!("spread-{n}.lua"));
-            std::fs::write(
-                &script,
-                format!(
-                    "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", \"/\", {{Host = \"h\" .. (i % {n}) .. \".bench.test\"}})\nend\n"
-                ),
-            )?;
-            command.arg("-s").arg(&script);
-        }
+        Hosts::Spread(n) => script.push_str(&format!(
+            "local i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, nil, {{Host = \"h\" .. (i % {n}) .. \".bench.test\"}})\nend\n"
+        )),
     }
-    let scheme = match over {
+    if job.upload > 0 {
+        // Set before wrk builds its request, which then carries the body and its length.
+        script.push_str(&format!(
+            "wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", {})\n",
+            job.upload
+        ));
+    }
+    if !script.is_empty() {
+        let path = dir.join(format!("wrk-{}.lua", fingerprint(&script)));
+        std::fs::write(&path, &script)?;
+        command.arg("-s").arg(&path);
+    }
+    let scheme = match job.over {
         Over::Http => "http",
         Over::Https | Over::HttpsNewConnections => "https",
     };
     let output = command
-        .arg(format!("{scheme}://127.0.0.1:{port}/"))
+        .arg(format!("{scheme}://127.0.0.1:{port}{}", job.path))
         .output()?;
     Ok(parse(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// A file name for `script`, so that runs in parallel (churn) never share one.
+fn fingerprint(script: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    script.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Reads requests/s, the 50th and 99th latency percentiles and failures from wrk's report.
@@ -82,6 +125,7 @@ fn parse(report: &str) -> Load {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             ["Requests/sec:", rps] => load.rps = rps.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
             ["50%", latency] => load.p50_ms = to_ms(latency),
             ["99%", latency] => load.p99_ms = to_ms(latency),
             ["Non-2xx", "or", "3xx", "responses:", n] => {
