@@ -15,7 +15,7 @@ pub struct Scale {
 
 pub const FULL: Scale = Scale {
     rounds: 3,
-    wrk_seconds: 8,
+    wrk_seconds: 6,
     many_routes: 100_000,
     huge_routes: 1_000_000,
     spread_hosts: 1_000,
