@@ -73,7 +73,8 @@ struct Arm {
 }
 
 /// The host of the one-host rows.
-const ONE: Hosts = Hosts::Host("bench.test");
+const HOST: &str = "bench.test";
+const ONE: Hosts = Hosts::Host(HOST);
 /// Routed to the sink by Ceryx; nginx and HAProxy route `/upload` there.
 const UPLOAD_HOST: &str = "upload.bench.test";
 
@@ -108,8 +109,7 @@ pub async fn run(rig: &Rig, s: &Scale, ceryx: &Front) -> Result<Throughput, Box<
             wrk::load(&rig.dir, arm.port, &job, s.wrk_seconds)
         }
     };
-    let h2load =
-        |over| move |arm: &Arm| h2load::run(arm.port, over, "bench.test", 32, 10, s.wrk_seconds);
+    let h2load = |over| move |arm: &Arm| h2load::run(arm.port, over, HOST, 32, 10, s.wrk_seconds);
     let measure =
         |name: &str, body, arms: Vec<Arm>, load: &dyn Fn(&Arm) -> Result<Load, std::io::Error>| {
             measure(rig, s.rounds, name.into(), body, &arms, load)
