@@ -287,6 +287,10 @@ pub struct ProxyArgs {
     /// `{{host}}` standing for the host name; read at start. A built-in page by default.
     #[arg(long, env = "CERYX_WAKE_PAGE", value_parser = page_file)]
     pub wake_page: Option<String>,
+    /// Threads serving the proxy's listeners, each with its own runtime, sockets
+    /// (`SO_REUSEPORT`) and upstream connections. One per core by default.
+    #[arg(long, env = "CERYX_WORKERS", default_value_t = DEFAULT.workers, value_parser = worker_count)]
+    pub workers: usize,
     // Shared with the REST API's own command.
     #[command(flatten)]
     pub upstream: UpstreamArgs,
@@ -309,7 +313,16 @@ impl ProxyArgs {
             max_connections: self.max_connections,
             upstream_deny: self.upstream.upstream_deny.0.clone(),
             wake_page: self.wake_page.clone(),
+            workers: self.workers,
         }
+    }
+}
+
+/// A number of worker threads: at least one.
+fn worker_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of threads from 1 to 1024")),
     }
 }
 

@@ -303,19 +303,15 @@ async fn start_proxy(
     };
     let proxy = Proxy::new(store, args.config())?;
     let certificates = default.map(|default| Certificates::new(proxy.routes().clone(), default));
-    let listener = listen(addr, backlog).with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, backlog, "proxy listening");
-    let http = tokio::spawn(proxy::serve(listener, proxy.clone(), shutdown.clone()));
-    let (Some(addr), Some(certificates)) = (https, certificates) else {
-        return Ok(http);
+    let listeners = proxy::Listeners {
+        http: addr,
+        https: https.zip(certificates),
+        backlog,
     };
-    let listener = listen(addr, backlog)
-        .with_context(|| format!("cannot listen on {addr} (CERYX_HTTPS_ADDR)"))?;
-    tracing::info!(%addr, "proxy listening for HTTPS");
-    let https = tokio::spawn(proxy::serve_tls(listener, proxy, certificates, shutdown));
-    Ok(tokio::spawn(async move {
-        let _ = tokio::join!(http, https);
-    }))
+    let workers = args.workers;
+    let served = proxy::serve_workers(proxy, listeners, shutdown)?;
+    tracing::info!(%addr, ?https, backlog, workers, "proxy listening");
+    Ok(tokio::spawn(served))
 }
 
 /// The certificate for hosts without their own: the configured files, else a

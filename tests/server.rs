@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Process, TestClient, Upstream, free_port};
+use common::{Process, TestClient, Upstream, binary, free_port};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
@@ -345,4 +345,45 @@ async fn an_open_tunnel_holds_its_connection_permit() {
         .unwrap()
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Issue 17: `CERYX_WORKERS=3` serves the proxy on three threads of its own, each with its
+/// own socket on the address: connections spread over them are all served, and a second
+/// process asking for the same address is refused instead of silently sharing it.
+#[tokio::test]
+async fn workers_share_the_address_and_a_second_process_is_refused() {
+    let (proxy, _upstream, _) = proxy_with(&[("CERYX_WORKERS", "3".into())]).await;
+    let threads = std::fs::read_dir(format!("/proc/{}/task", proxy.child.id()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("ceryx-proxy-"))
+        .count();
+    assert_eq!(threads, 3, "one thread per worker");
+    let mut open = Vec::new();
+    for _ in 0..24 {
+        open.push(kept_alive(proxy.addr, "limit.test").await);
+    }
+
+    let second = std::process::Command::new(binary())
+        .arg("proxy")
+        .env("CERYX_HTTP_ADDR", proxy.addr.to_string())
+        .env("CERYX_HTTPS_ADDR", "")
+        .env_remove("CERYX_REDIS_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a second proxy started on {}",
+        proxy.addr
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", proxy.addr)),
+        "{stderr}"
+    );
+    // Still served, by the first process alone.
+    for (mut sender, _task) in open {
+        let response = sender.send_request(get("limit.test")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -172,8 +172,8 @@ pub(crate) struct UpstreamStalled(Duration);
 /// response (HTTP/1: the connection closes before the body's end; HTTP/2: the stream is
 /// reset), so it never looks complete, and dropping the upstream body mid-way drops its
 /// connection.
-pub(crate) struct ResponseBody {
-    inner: Incoming,
+pub(crate) struct ResponseBody<B> {
+    inner: B,
     idle: Duration,
     /// Armed the first time a read finds nothing; a timer only for bodies that wait.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -181,9 +181,9 @@ pub(crate) struct ResponseBody {
     progressed: bool,
 }
 
-impl ResponseBody {
+impl<B> ResponseBody<B> {
     /// Wraps an upstream's `inner` body, allowing `idle` between two of its frames.
-    pub(crate) fn new(inner: Incoming, idle: Duration) -> ResponseBody {
+    pub(crate) fn new(inner: B, idle: Duration) -> ResponseBody<B> {
         ResponseBody {
             inner,
             idle,
@@ -193,7 +193,11 @@ impl ResponseBody {
     }
 }
 
-impl http_body::Body for ResponseBody {
+impl<B> http_body::Body for ResponseBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 

@@ -35,6 +35,9 @@ pub struct Config {
     /// The page browsers get while a route's backend wakes (strategy `page`), with
     /// `{{host}}` for the host; `None` for the built-in one (`CERYX_WAKE_PAGE`).
     pub wake_page: Option<String>,
+    /// Threads serving the listeners, each with its own runtime, sockets and upstream
+    /// connections (`CERYX_WORKERS`); one per core by default.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             max_connections: None,
             upstream_deny: crate::targets::DEFAULT_DENY.to_vec(),
             wake_page: None,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }

@@ -7,6 +7,7 @@ use super::connect::GuardedConnector;
 use super::endpoints::{EndpointSet, Outcome};
 use super::error::ProxyError;
 use super::headers;
+use super::pool::{Pool, PoolError};
 use super::routing::RetryPolicy;
 use super::scheme::Scheme;
 use crate::route::Upstream;
@@ -14,16 +15,13 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::error::Error as StdError;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,8 +54,8 @@ pub(crate) enum Via<'a> {
 pub(crate) struct Forward<'a> {
     /// Where the request goes.
     pub(crate) via: Via<'a>,
-    /// The client's address.
-    pub(crate) client_ip: IpAddr,
+    /// The client's IP, as the forwarding headers carry it.
+    pub(crate) client: &'a HeaderValue,
     /// The scheme the client used.
     pub(crate) proto: Scheme,
     /// Largest request body allowed, 0 for no limit.
@@ -99,7 +97,7 @@ struct Prepared {
 }
 
 /// The pooled upstream client (also what calls wake webhooks).
-pub(crate) type UpstreamClient = Client<HttpsConnector<GuardedConnector>, Body>;
+pub(crate) type UpstreamClient = Pool;
 
 /// A request its upstream refused before any of it went out (the backend is asleep),
 /// kept whole, its body unread, to be sent again once the backend accepts.
@@ -145,10 +143,7 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(GuardedConnector::new(http, &config.upstream_deny));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let client = Pool::new(connector, POOL_IDLE, config.workers);
         Ok(Forwarder {
             client,
             response_timeout: config.upstream_response_timeout,
@@ -431,7 +426,7 @@ impl Forwarder {
         &self,
         req: &Request<B>,
         to: &Upstream,
-        client_ip: IpAddr,
+        client: &HeaderValue,
         proto: Scheme,
     ) {
         let Ok(permit) = self.mirrors.clone().try_acquire_owned() else {
@@ -446,7 +441,7 @@ impl Forwarder {
         let headers = copy.headers_mut();
         headers::remove_hop_by_hop(headers);
         headers.remove(header::CONTENT_LENGTH);
-        headers::set_forwarding(headers, client_ip, proto);
+        headers::set_forwarding(headers, client, proto);
         let (client, timeout) = (self.client.clone(), self.response_timeout);
         tokio::spawn(async move {
             let _permit = permit;
@@ -600,7 +595,7 @@ fn prepare(
     if let Some((protocol, _)) = &upgrade {
         headers::set_upgrade(&mut parts.headers, protocol.clone());
     }
-    headers::set_forwarding(&mut parts.headers, to.client_ip, to.proto);
+    headers::set_forwarding(&mut parts.headers, to.client, to.proto);
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let (mut body, progress) = RequestBody::new(body, to.max_body);
@@ -618,7 +613,7 @@ fn prepare(
 /// the limit 413, a request body the client broke 400 (nginx: "client sent invalid
 /// chunked body"), anything else (refused, unresolvable, reset) 502. A refused
 /// connection is told apart: that is how a sleeping backend shows.
-fn classify(error: &hyper_util::client::legacy::Error, max_body: u64) -> ProxyError {
+fn classify(error: &PoolError, max_body: u64) -> ProxyError {
     let mut detail = Vec::new();
     let mut refused = false;
     let mut source: Option<&(dyn StdError + 'static)> = Some(error);

@@ -6,7 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 /// Headers that describe one connection, never forwarded (besides those `Connection` names).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -24,7 +24,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// nomination can reach; both pass these fields on. Without this, `Connection: Host`
 /// sent the upstream the proxy's own address as its Host, and `Connection:
 /// X-Forwarded-For` erased the chain of proxies in front of us.
-const NEVER_NOMINATED: [HeaderName; 9] = [
+static NEVER_NOMINATED: [HeaderName; 9] = [
     header::HOST,
     header::CONTENT_LENGTH,
     header::FORWARDED,
@@ -83,19 +83,43 @@ pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// [`NEVER_NOMINATED`] ones), then the fixed set. `TE: trailers` is kept, since it is
 /// end-to-end in meaning (gRPC needs it).
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // One pass over the names, without hashing, finds which of the fixed set are there
+    // (most requests carry none; most responses `Connection: keep-alive` alone).
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h.as_str() == name.as_str()) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    let mut named = Vec::new();
+    for token in headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|name| !NEVER_NOMINATED.contains(name))
-        .collect();
+        .map(str::trim)
+        // Those of the fixed set go anyway.
+        .filter(|t| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+    {
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+            && !NEVER_NOMINATED.contains(&name)
+        {
+            named.push(name);
+        }
+    }
     let trailers = headers
         .get_all(header::TE)
         .iter()
         .any(|v| has_token(v, "trailers"));
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    let fixed = HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p);
+    for name in named.iter().chain(fixed.map(|(name, _)| name)) {
         headers.remove(name);
     }
     if trailers {
@@ -109,28 +133,38 @@ pub(crate) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Sets what Ceryx told upstreams about the client: `X-Forwarded-For` (appended),
-/// `X-Real-IP` and `X-Forwarded-Proto`.
-pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: IpAddr, proto: Scheme) {
+/// Sets what Ceryx told upstreams about the client, whose address is `client` (see
+/// [`client_ip`]): `X-Forwarded-For` (appended), `X-Real-IP` and `X-Forwarded-Proto`.
+pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &HeaderValue, proto: Scheme) {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let client = client.to_canonical().to_string();
-    let mut forwarded_for = String::new();
-    for earlier in headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()) {
-        forwarded_for.push_str(earlier);
-        forwarded_for.push_str(", ");
-    }
-    forwarded_for.push_str(&client);
-    // Both are made of visible ASCII only, so they are valid header values.
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(XFF, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&client) {
-        headers.insert(HeaderName::from_static("x-real-ip"), value);
-    }
+    let mut earlier = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok());
+    let forwarded_for = match earlier.next() {
+        None => client.clone(),
+        Some(first) => {
+            let mut joined = first.to_owned();
+            for more in earlier {
+                joined.push_str(", ");
+                joined.push_str(more);
+            }
+            joined.push_str(", ");
+            joined.push_str(client.to_str().unwrap_or_default());
+            // Visible ASCII only, so a valid header value.
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| client.clone())
+        }
+    };
+    headers.insert(XFF, forwarded_for);
+    headers.insert(HeaderName::from_static("x-real-ip"), client.clone());
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(proto.as_str()),
     );
+}
+
+/// A client's IP address as the forwarding headers carry it (an IPv4-mapped IPv6
+/// address as IPv4): made once per connection, since every request on it carries it.
+pub(crate) fn client_ip(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -204,7 +238,8 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        set_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), Scheme::Http);
+        let client = client_ip("::ffff:10.0.0.1".parse().unwrap());
+        set_forwarding(&mut h, &client, Scheme::Http);
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h["x-real-ip"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");

@@ -17,12 +17,14 @@ mod headers;
 mod health;
 mod limit;
 mod observe;
+mod pool;
 mod retry_budget;
 mod routing;
 mod scheme;
 mod server;
 pub mod tls;
 mod wake;
+mod worker;
 
 pub use cache::RouteCache;
 pub use config::Config;
@@ -43,7 +45,8 @@ use limit::Limit;
 use observe::{Exchange, Observed};
 use routing::{Decision, Destination};
 use scheme::Scheme;
-use server::{Handler, Timeouts};
+use server::{Handler, Peer, Timeouts};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +88,66 @@ pub async fn serve_tls(
     serve_on(listener, proxy, Some(certificates), shutdown).await
 }
 
+/// Where the proxy listens: plain HTTP, and HTTPS with its certificates.
+pub struct Listeners {
+    /// The HTTP address.
+    pub http: SocketAddr,
+    /// The HTTPS address and the certificates it serves.
+    pub https: Option<(SocketAddr, Arc<Certificates>)>,
+    /// How many connections the kernel queues on each socket until they are accepted.
+    pub backlog: u32,
+}
+
+/// Serves `listeners` on the proxy's worker threads (`CERYX_WORKERS`), each with its
+/// own socket on every address, as [`serve`] and [`serve_tls`] do; fails as binding
+/// fails. The future it gives ends when every worker has stopped after `shutdown`.
+pub fn serve_workers(
+    proxy: Arc<Proxy>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> std::io::Result<impl Future<Output = ()>> {
+    let n = proxy.config.workers;
+    let listen = |addr: SocketAddr| {
+        worker::listen(addr, n, listeners.backlog)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    };
+    let http = listen(listeners.http)?;
+    let mut https = match &listeners.https {
+        Some((addr, _)) => listen(*addr)?.into_iter().map(Some).collect(),
+        None => Vec::new(),
+    };
+    https.resize_with(http.len(), || None);
+    let certificates = listeners.https.map(|(_, certificates)| certificates);
+    let sockets = http.into_iter().zip(https).collect();
+    let threads = worker::spawn(sockets, move |(http, https)| {
+        let (proxy, certificates, shutdown) =
+            (proxy.clone(), certificates.clone(), shutdown.clone());
+        async move {
+            let serving = |socket| TcpListener::from_std(socket);
+            let http = match serving(http) {
+                Ok(http) => serve(http, proxy.clone(), shutdown.clone()),
+                Err(e) => return tracing::error!(error = %e, "worker cannot serve HTTP"),
+            };
+            match (https.map(serving), certificates) {
+                (Some(Ok(https)), Some(certificates)) => {
+                    let https = serve_tls(https, proxy, certificates, shutdown);
+                    tokio::join!(http, https);
+                }
+                (Some(Err(e)), _) => tracing::error!(error = %e, "worker cannot serve HTTPS"),
+                _ => http.await,
+            }
+        }
+    })?;
+    Ok(async move {
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        let _ = joined.await;
+    })
+}
+
 async fn serve_on(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -104,10 +167,10 @@ impl Handler for Proxy {
     async fn handle(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         listener: Scheme,
     ) -> Response<Observed> {
-        let mut exchange = Exchange::start(&mut req, peer.ip());
+        let mut exchange = Exchange::start(&mut req, peer.addr.ip());
         let response = self.answer(req, peer, listener, &mut exchange).await;
         // The last phase: the exchange reports itself when the response's body ends.
         exchange.finish(response, &self.log)
@@ -140,7 +203,7 @@ impl Proxy {
     async fn answer(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         listener: Scheme,
         exchange: &mut Exchange,
     ) -> Response<Body> {
@@ -148,7 +211,7 @@ impl Proxy {
         match self.route(req, peer, listener, exchange).await {
             Ok(response) => response,
             Err(e) => {
-                let (method, uri) = (exchange.method(), exchange.uri());
+                let (method, uri, peer) = (exchange.method(), exchange.uri(), peer.addr);
                 match &e {
                     ProxyError::BadGateway(detail)
                     | ProxyError::Unreachable(detail)
@@ -167,7 +230,7 @@ impl Proxy {
     async fn route(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         listener: Scheme,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, ProxyError> {
@@ -195,7 +258,7 @@ impl Proxy {
         let host = routing_host(&req)
             .and_then(normalize_host)
             .ok_or(ProxyError::BadRequest(NO_HOST))?;
-        let proto = self.client_proto(&req, peer, listener);
+        let proto = self.client_proto(&req, peer.addr, listener);
 
         let mut resolved = match self.cache.resolve(&host).await {
             Ok(Some(resolved)) => resolved,
@@ -275,11 +338,11 @@ impl Proxy {
         // After the loop marker: a mirror that points back at the proxy is refused (508)
         // instead of being mirrored again.
         for mirror in &mirrors {
-            self.forwarder.mirror(&req, mirror, peer.ip(), proto);
+            self.forwarder.mirror(&req, mirror, &peer.ip, proto);
         }
         let to = Forward {
             via,
-            client_ip: peer.ip(),
+            client: &peer.ip,
             proto,
             max_body,
             timeout: rule.and_then(|r| r.attempt_timeout),

@@ -7,7 +7,7 @@ use super::limit::Limit;
 use super::observe::Observed;
 use super::scheme::Scheme;
 use super::tls::Certificates;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,9 +33,18 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         listener: Scheme,
     ) -> impl Future<Output = Response<Observed>> + Send;
+}
+
+/// The client end of a connection.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    /// Its address.
+    pub(crate) addr: SocketAddr,
+    /// Its IP as the forwarding headers carry it, made once for all its requests.
+    pub(crate) ip: HeaderValue,
 }
 
 /// How long a listener's connections may take.
@@ -104,9 +113,13 @@ pub(crate) async fn serve<H: Handler>(
         };
         let service = {
             let handler = handler.clone();
+            let peer = Peer {
+                addr: peer,
+                ip: super::headers::client_ip(peer.ip()),
+            };
             service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req, peer, scheme).await) }
+                let (handler, peer) = (handler.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(handler.handle(req, &peer, scheme).await) }
             })
         };
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());

@@ -35,7 +35,7 @@ pub use {
     client::{Reply, TestClient},
     poll::eventually,
     port::free_port,
-    process::Process,
+    process::{Process, binary},
     proxy::{RunningProxy, test_args},
     redis_server::{RedisServer, server_program},
     routes::{owned, route},

@@ -110,7 +110,7 @@ impl Process {
 /// The `ceryx` binary: `CERYX_TEST_BINARY` when set (a copy of one's own build, where
 /// several worktrees share one target directory and its `target/debug/ceryx`), else
 /// Cargo's.
-fn binary() -> String {
+pub fn binary() -> String {
     std::env::var("CERYX_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ceryx").to_owned())
 }
 
