@@ -87,7 +87,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // (most requests carry none; most responses `Connection: keep-alive` alone).
     let mut present = [false; HOP_BY_HOP.len()];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h.as_str() == name.as_str()) {
+        if let Some(i) = hop_by_hop(name) {
             present[i] = true;
         }
     }
@@ -127,6 +127,22 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The place of `name` in [`HOP_BY_HOP`], if it is there: one `match` of its text.
+fn hop_by_hop(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "proxy-authorization" => 7,
+        "proxy-authenticate" => 8,
+        _ => return None,
+    })
+}
+
 /// Marks a request or response as an upgrade to `protocol`, after hop-by-hop removal.
 pub(crate) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -136,7 +152,10 @@ pub(crate) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// Sets what Ceryx told upstreams about the client, whose address is `client` (see
 /// [`client_ip`]): `X-Forwarded-For` (appended), `X-Real-IP` and `X-Forwarded-Proto`.
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &HeaderValue, proto: Scheme) {
+    // Consts, so that each name is checked once, at compile time.
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     let mut earlier = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok());
     let forwarded_for = match earlier.next() {
         None => client.clone(),
@@ -153,11 +172,8 @@ pub(crate) fn set_forwarding(headers: &mut HeaderMap, client: &HeaderValue, prot
         }
     };
     headers.insert(XFF, forwarded_for);
-    headers.insert(HeaderName::from_static("x-real-ip"), client.clone());
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto.as_str()),
-    );
+    headers.insert(REAL_IP, client.clone());
+    headers.insert(PROTO, HeaderValue::from_static(proto.as_str()));
 }
 
 /// A client's IP address as the forwarding headers carry it (an IPv4-mapped IPv6

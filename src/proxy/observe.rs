@@ -7,7 +7,7 @@ use super::body::{Body, BoxError};
 use super::cache::Resolved;
 use crate::telemetry::{self, NO_ROUTE};
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::{Frame, SizeHint};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The request id header, passed upstream and logged.
-pub(crate) const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One request on its way through the proxy: what the phases learn about it, written by
 /// each as it ends ([`start`](Exchange::start), [`routed`](Exchange::routed),
@@ -44,7 +44,7 @@ impl Exchange {
     /// Starts following `req`, giving it an `X-Request-Id` unless it has a usable one.
     pub(crate) fn start<B>(req: &mut Request<B>, client: IpAddr) -> Exchange {
         let headers = req.headers_mut();
-        let request_id = match headers.get(REQUEST_ID) {
+        let request_id = match headers.get(&REQUEST_ID) {
             Some(id) if usable(id) => id.clone(),
             _ => {
                 let id = new_request_id();
