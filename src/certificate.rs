@@ -34,9 +34,10 @@ pub enum CertificateError {
     SelfSigned(String),
 }
 
-/// The one crypto provider of the process (ring).
+/// The one crypto provider of the process (aws-lc-rs: its handshakes cost less than
+/// ring's, see docs/benchmarks.md).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Parses a PEM chain (leaf first) and key, and checks they belong together.
@@ -82,7 +83,7 @@ pub fn self_signed() -> Result<CertifiedKey, CertificateError> {
 pub fn server_config(key: CertifiedKey) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("ring supports TLS 1.2 and 1.3")
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -96,7 +97,7 @@ pub fn server_config(key: CertifiedKey) -> Arc<ServerConfig> {
 /// configuration, so that a resumed handshake skips the key exchange and signature
 /// whichever certificate the host has; none (full handshakes) if it cannot be made.
 static TICKETER: LazyLock<Option<Arc<dyn ProducesTickets>>> =
-    LazyLock::new(|| match rustls::crypto::ring::Ticketer::new() {
+    LazyLock::new(|| match rustls::crypto::aws_lc_rs::Ticketer::new() {
         Ok(ticketer) => Some(ticketer),
         Err(e) => {
             tracing::warn!(error = %e, "no TLS session tickets");

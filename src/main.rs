@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     // One crypto provider for every TLS user in the process (Redis over rediss://).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // Each client connection holds a file descriptor, often two: the soft open-file limit
     // (often 1024) is raised to the hard one, as Go's runtime does; the default
     // CERYX_MAX_CONNECTIONS is taken from it.

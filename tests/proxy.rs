@@ -559,7 +559,7 @@ async fn tls_upstream() -> std::net::SocketAddr {
     let (pem, cert) = issue(&["127.0.0.1"]);
     let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()

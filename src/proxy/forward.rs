@@ -645,9 +645,9 @@ fn classify(error: &PoolError, max_body: u64) -> ProxyError {
     ProxyError::BadGateway(detail.join(": "))
 }
 
-/// TLS to upstreams with the ring provider only; `verify` against the system's roots.
+/// TLS to upstreams with the process's one provider (aws-lc-rs); `verify` against the system's roots.
 fn tls_config(verify: bool) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     if !verify {

@@ -143,7 +143,8 @@ impl Pool {
             let shard = worker::index() % self.shared.idle.len();
             let (mut sender, reused) = match self.shared.take(shard, &key) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&target).await?, false),
+                // Boxed: a connect's future (TLS included) would swell every request's.
+                None => (Box::pin(self.connect(&target)).await?, false),
             };
             if reused && sender.ready().await.is_err() {
                 continue;
