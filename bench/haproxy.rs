@@ -1,8 +1,8 @@
 //! HAProxy, the second reference proxy: one process with a thread per core, upstream
 //! keep-alive reused across clients, no logging, as its users run it.
 
+use crate::front::{Front, Routing};
 use crate::process::{Processes, write_file};
-use crate::rig::{Front, Routing};
 use std::path::Path;
 use std::process::Command;
 

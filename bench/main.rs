@@ -8,6 +8,7 @@
 // The tests' certificate helper, so that both make certificates the same way.
 #[path = "../tests/common/certs.rs"]
 mod certs;
+mod front;
 mod h2load;
 mod haproxy;
 mod nginx;
@@ -22,7 +23,8 @@ mod usage;
 mod wrk;
 
 use ceryx::store::RouteStore;
-use rig::{CERYX_PROXY, Front, Rig};
+use front::Front;
+use rig::{CERYX_PROXY, Rig};
 use scale::Scale;
 use std::error::Error;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! and "b", the first also serving a 1 MiB file), and a reference proxy Ceryx is measured
 //! against, tuned as its users tune it.
 
+use crate::front::{Front, Routing};
 use crate::process::{Processes, wait_listening, write_file};
-use crate::rig::{Front, Routing};
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Command;

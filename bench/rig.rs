@@ -3,6 +3,7 @@
 //! directory.
 
 use crate::certs;
+use crate::front::{Front, Routing};
 use crate::haproxy;
 use crate::nginx;
 use crate::process::{Processes, free_port, wait_listening};
@@ -24,46 +25,6 @@ pub type HttpClient = Client<HttpConnector, Empty<bytes::Bytes>>;
 
 /// The process name of the Ceryx proxy the throughput rows measure.
 pub const CERYX_PROXY: &str = "proxy-1";
-
-/// The ports a proxy under test listens on, one per kind of load.
-#[derive(Clone, Copy)]
-pub struct Front {
-    /// HTTP/1.1 for one host.
-    pub http: u16,
-    /// HTTP/1.1 routed by `Host` over the spread hosts.
-    pub spread: u16,
-    /// HTTP/2 cleartext with prior knowledge.
-    pub h2c: u16,
-    /// HTTPS: HTTP/1.1, or h2 by ALPN.
-    pub tls: u16,
-}
-
-impl Front {
-    /// Four free ports, for nginx and HAProxy (Ceryx serves all but HTTPS on one port).
-    fn free() -> Front {
-        Front {
-            http: free_port(),
-            spread: free_port(),
-            h2c: free_port(),
-            tls: free_port(),
-        }
-    }
-
-    /// Returns once every port listens.
-    pub async fn wait(&self) {
-        for port in [self.http, self.spread, self.h2c, self.tls] {
-            wait_listening(port).await;
-        }
-    }
-}
-
-/// What nginx and HAProxy route to, as Ceryx's store does: every spread host to upstream
-/// "a", `/upload` to the sink.
-pub struct Routing {
-    pub upstream: u16,
-    pub sink: u16,
-    pub hosts: Vec<String>,
-}
 
 pub struct Rig {
     ceryx: PathBuf,

@@ -3,9 +3,10 @@
 //! hosts over many routes, h2c and h2 over TLS, HTTPS kept alive and with a handshake per
 //! request, a 1 MiB response and a 10 MiB upload.
 
+use crate::front::Front;
 use crate::h2load;
 use crate::nginx::BIG_BYTES;
-use crate::rig::{CERYX_PROXY, Front, Rig};
+use crate::rig::{CERYX_PROXY, Rig};
 use crate::scale::Scale;
 use crate::sink::UPLOAD_BYTES;
 use crate::store::route;
