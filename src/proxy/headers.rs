@@ -211,6 +211,14 @@ mod tests {
     }
 
     #[test]
+    fn the_match_follows_the_fixed_set() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop(&header::HOST), None);
+    }
+
+    #[test]
     fn host_and_forwarding_headers_cannot_be_nominated() {
         let mut h = headers(&[
             ("connection", "Host, x-forwarded-for, content-length, X-Hop"),
