@@ -70,6 +70,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Whether it may still be used: open, and idle for less than `keep`.
+    fn usable(&self, keep: Duration) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < keep
+    }
+}
+
 /// An upstream: its scheme and authority, compared and hashed as written (a name spelt
 /// in two cases only gets two sets of connections).
 #[derive(Clone)]
@@ -213,7 +220,7 @@ impl Shared {
         let mut idle = lock(&self.idle[shard]);
         let list = idle.get_mut(key)?;
         while let Some(conn) = list.pop() {
-            if !conn.sender.is_closed() && conn.since.elapsed() < self.keep {
+            if conn.usable(self.keep) {
                 return Some(conn.sender);
             }
         }
@@ -233,7 +240,7 @@ async fn sweep(shared: Weak<Shared>) {
         };
         for idle in &shared.idle {
             lock(idle).retain(|_, list| {
-                list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < shared.keep);
+                list.retain(|c| c.usable(shared.keep));
                 !list.is_empty()
             });
         }
