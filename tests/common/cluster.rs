@@ -29,7 +29,9 @@ pub struct ControlPlane {
     pub controller_kubeconfig: PathBuf,
 }
 
-static PLANE: OnceLock<Option<ControlPlane>> = OnceLock::new();
+/// The control plane, `None` where it is skipped, or why it failed to start: every
+/// test of the binary then fails at once with that reason instead of starting it again.
+static PLANE: OnceLock<Option<Result<ControlPlane, String>>> = OnceLock::new();
 static CERYX: OnceLock<String> = OnceLock::new();
 
 /// The CRD names in `crds/gateway-api/`: its files are named `<group>_<plural>.yaml`, and
@@ -72,6 +74,7 @@ pub fn control_plane() -> Option<&'static ControlPlane> {
             Some(ControlPlane::start())
         })
         .as_ref()
+        .map(|plane| plane.as_ref().unwrap_or_else(|why| panic!("{why}")))
 }
 
 /// The control plane with Ceryx's CRD and the chart's RBAC installed, or returns from
@@ -90,7 +93,7 @@ macro_rules! ceryx_plane_or_skip {
 }
 
 impl ControlPlane {
-    fn start() -> ControlPlane {
+    fn start() -> Result<ControlPlane, String> {
         let dir = std::env::temp_dir().join(format!("ceryx-kube-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new("bash")
@@ -105,12 +108,16 @@ impl ControlPlane {
             .stderr(Stdio::inherit())
             .output()
             .expect("scripts/kube-testenv runs");
-        assert!(out.status.success(), "the test control plane did not start");
-        ControlPlane {
+        if !out.status.success() {
+            return Err(
+                "the test control plane did not start (scripts/kube-testenv's log above)".into(),
+            );
+        }
+        Ok(ControlPlane {
             kubeconfig: dir.join("kubeconfig"),
             controller_kubeconfig: dir.join(format!("kubeconfig-{CONTROLLER_SA}")),
             dir,
-        }
+        })
     }
 
     /// Once per control plane: `crds/` applied server-side, as the README says, the
