@@ -26,6 +26,12 @@ use tower_service::Service;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The most an upstream connection buffers, each way (nginx's `proxy_buffer_size` as
+/// tuned for large bodies). hyper's default (about 400 KiB) let each connection read
+/// and queue chunks that large: with 8 connections streaming 1 MiB responses, the
+/// proxy's peak RSS was 88 MiB against nginx's 22.
+const MAX_BUF_BYTES: usize = 64 * 1024;
+
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PoolError {
@@ -177,6 +183,7 @@ impl Pool {
             .await
             .map_err(PoolError::Connect)?;
         let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_BUF_BYTES)
             .handshake(io)
             .await
             .map_err(PoolError::Send)?;
