@@ -4,6 +4,7 @@
 
 use crate::route::Settings;
 use crate::store::CertificatePem;
+use crate::sync::lock;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -205,7 +206,7 @@ impl Slot {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<SlotState>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.0)
     }
 }
 

@@ -12,5 +12,6 @@ pub mod ops;
 pub mod proxy;
 pub mod route;
 pub mod store;
+mod sync;
 pub mod targets;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 //! StatsD. Every name is here (and in the README); no label value comes from client
 //! input, so the series stay bounded: requests for unknown hosts count as `route="none"`.
 
+use crate::sync::lock;
 use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats};
 use http::{Method, StatusCode};
 use metrics::{
@@ -355,7 +356,7 @@ impl RouteMetrics {
             return request(r);
         }
         let key = (method_class(r.method), status_class(r.status));
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut requests = lock(&self.requests);
         match requests.iter().find(|(k, _)| *k == key) {
             Some((_, counter)) => counter.increment(1),
             None => {

@@ -8,6 +8,7 @@
 //! (SIGSTOP, a paused VM) or cut off from the API server stops writing the moment it
 //! runs again, before it has even looked at the Lease.
 
+use crate::sync::lock;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
@@ -46,17 +47,14 @@ impl Leadership {
 
     /// True while this replica holds a Lease renewed within the renew deadline.
     pub fn may_write(&self) -> bool {
-        self.0.as_ref().is_none_or(|held| {
-            held.renewed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|at| at.elapsed() < held.deadline)
-        })
+        self.0
+            .as_ref()
+            .is_none_or(|held| lock(&held.renewed).is_some_and(|at| at.elapsed() < held.deadline))
     }
 
     fn renewed(&self, at: Option<Instant>) {
         if let Some(held) = &self.0 {
-            *held.renewed.lock().unwrap_or_else(|e| e.into_inner()) = at;
+            *lock(&held.renewed) = at;
         }
     }
 }

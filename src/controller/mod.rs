@@ -83,7 +83,7 @@ pub async fn run(mut ctx: Context, shutdown: CancellationToken) -> Result<(), re
                 Change::Resync => {
                     // The store is back (or just left): a failure from now on is a new
                     // one, not worth the back-off the outage built up.
-                    reconcile::lock(&failures).clear();
+                    crate::sync::lock(&failures).clear();
                     let _ = replay_tx.send(());
                 }
                 Change::Route { source, .. } => drop(contested_tx.send(source)),

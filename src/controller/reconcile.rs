@@ -9,6 +9,7 @@ use super::leader::Leadership;
 use crate::certificate;
 use crate::route::{Field, Route, Settings, normalize_source, rules};
 use crate::store::{CertificatePem, RouteStore, StoreError, Writer};
+use crate::sync::lock;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -249,10 +250,6 @@ pub fn error_policy(obj: Arc<CeryxRoute>, error: &Error, ctx: Arc<Context>) -> A
         .min(RETRY_MAX);
     tracing::warn!(%error, resource = %ObjectRef::from_obj(&*obj), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `<namespace>/<name>@<install>`, the owner recorded in the store.

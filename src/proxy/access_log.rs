@@ -3,6 +3,7 @@
 //! to stdout every few milliseconds, so a slow stdout never holds a request up (beyond a
 //! bounded backlog, lines are dropped and counted instead).
 
+use crate::sync::lock;
 use crate::telemetry;
 use serde::Serialize;
 use std::io::Write;
@@ -82,7 +83,7 @@ impl AccessLog {
     /// Appends one line.
     pub fn write(&self, line: &Line<'_>) {
         let Some(buffer) = &self.0 else { return };
-        let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = lock(buffer);
         if buffer.len() >= BACKLOG {
             return telemetry::access_log_dropped();
         }
@@ -109,7 +110,7 @@ fn write_out(buffer: Weak<Mutex<Vec<u8>>>) {
 }
 
 fn drain(buffer: &Mutex<Vec<u8>>) {
-    let lines = std::mem::take(&mut *buffer.lock().unwrap_or_else(|e| e.into_inner()));
+    let lines = std::mem::take(&mut *lock(buffer));
     if !lines.is_empty() {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(&lines).and_then(|()| out.flush());

@@ -3,6 +3,7 @@
 //! sent in full (the response timeout starts only then, so a long upload is not cut off
 //! as a slow upstream); and the upstream's response body, cut when it stalls.
 
+use crate::sync::lock;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
@@ -157,7 +158,7 @@ impl http_body::Body for RequestBody {
 impl Drop for RequestBody {
     fn drop(&mut self) {
         if let Some(slot) = self.give_back.take() {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = self.inner.take();
+            *lock(&slot) = self.inner.take();
         }
     }
 }

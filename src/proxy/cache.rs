@@ -12,6 +12,7 @@ use super::routing::RuleTable;
 use crate::certificate::Slot;
 use crate::route::{self, Route, Upstream, WILDCARD};
 use crate::store::{CertificatePem, Change, Progress, RouteStore, StoreError, Subscription};
+use crate::sync::{lock, read, write};
 use crate::telemetry::{self, RouteMetrics};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -476,11 +477,11 @@ impl RouteCache {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(|e| e.into_inner())
+        read(&self.table)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
-        self.table.write().unwrap_or_else(|e| e.into_inner())
+        write(&self.table)
     }
 }
 
@@ -539,10 +540,6 @@ async fn index_wildcards(cache: std::sync::Weak<RouteCache>, reindex: Arc<Notify
             _ = reindex.notified() => {}
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The cache key of a stored source (`*.a.com` → `.a.com`).

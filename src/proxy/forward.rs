@@ -11,6 +11,7 @@ use super::pool::{Pool, PoolError};
 use super::routing::RetryPolicy;
 use super::scheme::Scheme;
 use crate::route::Upstream;
+use crate::sync::lock;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -535,16 +536,14 @@ struct Replay {
 impl Replay {
     /// Whether the request can go out again: it has no body, or its body came back.
     fn can_resend(&self) -> bool {
-        self.body
-            .as_ref()
-            .is_none_or(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+        self.body.as_ref().is_none_or(|slot| lock(slot).is_some())
     }
 
     /// Whether the request may go out again after its connection broke: it is
     /// idempotent, or it has a body not one byte of which was read, so the upstream
     /// cannot have received it whole (and cannot have acted on it).
     fn may_resend_after_break(&self) -> bool {
-        let unsent = |slot: &Unsent| slot.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let unsent = |slot: &Unsent| lock(slot).is_some();
         match &self.body {
             Some(slot) => unsent(slot),
             None => idempotent(&self.method),
@@ -556,7 +555,7 @@ impl Replay {
         let mut request = Request::new(full(""));
         let mut progress = None;
         if let Some(slot) = &self.body {
-            let body = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+            let body = lock(slot).take()?;
             let (body, followed) = RequestBody::new(body, max_body);
             *request.body_mut() = body.give_back_to(slot.clone()).boxed();
             progress = followed;

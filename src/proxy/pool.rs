@@ -10,6 +10,7 @@
 use super::body::Body;
 use super::connect::GuardedConnector;
 use super::worker;
+use crate::sync::lock;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::{Frame, SizeHint};
@@ -313,9 +314,4 @@ impl http_body::Body for PooledBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is a push, a pop or a sweep: none can panic halfway.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

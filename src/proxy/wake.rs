@@ -12,6 +12,7 @@ use super::body::{Body, full};
 use super::forward::UpstreamClient;
 use crate::route::{Route, Upstream, Wake, bare_host};
 use crate::store::{Lock, RouteStore};
+use crate::sync::lock;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -520,11 +521,6 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every critical section is a single insert, remove or read.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn escape_html(text: &str) -> String {

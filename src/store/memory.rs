@@ -5,6 +5,7 @@ use super::notice::{Change, Notices, Subscription};
 use super::route_store::{CertificatePem, Lock, RouteStore};
 use super::writer::Writer;
 use crate::route::Route;
+use crate::sync::{lock, read, write};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -34,23 +35,23 @@ impl MemoryStore {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Stored>> {
         // A panic while holding the lock cannot leave a half-written map: every write
         // is a single insert or remove.
-        self.routes.read().unwrap_or_else(|e| e.into_inner())
+        read(&self.routes)
     }
 
     fn lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Stored>> {
-        self.routes.write().unwrap_or_else(|e| e.into_inner())
+        write(&self.routes)
     }
 
     fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<(Lock, String), (String, Instant)>> {
-        self.locks.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.locks)
     }
 
     fn served_at(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.served.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.served)
     }
 
     fn wake_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.wake_requests.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.wake_requests)
     }
 
     fn announce(&self, source: &str) {

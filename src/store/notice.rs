@@ -1,6 +1,7 @@
 //! Change notices: what a store tells the proxies and controllers reading it, as a
 //! channel each reader subscribes to (one notice per write, in order).
 
+use crate::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -60,14 +61,14 @@ impl Notices {
     /// Sends `change` to every subscriber.
     pub(crate) fn send(&self, change: Change) {
         // Numbered and queued under one lock, so sequence numbers arrive in order.
-        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = lock(&self.sender);
         let seq = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
         let _ = sender.send((seq, change));
     }
 
     /// A subscription to every notice sent from now on.
     pub(crate) fn subscribe(&self) -> Subscription {
-        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = lock(&self.sender);
         let now = self.sent.load(Ordering::Acquire);
         Subscription {
             receiver: sender.subscribe(),

@@ -22,6 +22,7 @@
 use super::RedisConfig;
 use crate::store::error::StoreError;
 use crate::store::notice::{Change, Notices};
+use crate::sync::{lock, read, write};
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
@@ -152,16 +153,12 @@ impl Primary {
 
     /// The current connections, or `NoPrimary` while the sentinels have named none.
     pub(super) fn link(&self) -> Result<Link, StoreError> {
-        self.link
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(StoreError::NoPrimary)
+        read(&self.link).clone().ok_or(StoreError::NoPrimary)
     }
 
     /// Refuses a write while a failover is under way (see the module's notes).
     pub(super) fn may_write(&self) -> Result<(), StoreError> {
-        let fence = self.fence.lock().unwrap_or_else(|e| e.into_inner());
+        let fence = lock(&self.fence);
         match fence.1 {
             Some(since) if since.elapsed() < FENCE => Err(StoreError::FailingOver),
             _ => Ok(()),
@@ -170,7 +167,7 @@ impl Primary {
 
     /// Sentinel `by` started a failover (`true`) or gave it up (`false`).
     fn failing_over(&self, by: usize, started: bool) {
-        let mut fence = self.fence.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fence = lock(&self.fence);
         let (sentinels, since) = &mut *fence;
         if started {
             sentinels.insert(by);
@@ -185,7 +182,7 @@ impl Primary {
 
     /// The failover is over (the primary switched): writes go on.
     fn unfence(&self) {
-        *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        *lock(&self.fence) = Default::default();
     }
 
     /// A call failed: the primary may have changed.
@@ -245,13 +242,13 @@ impl Primary {
             _ => None,
         };
         let link = connector.link(client, generation)?;
-        *self.address.lock().unwrap_or_else(|e| e.into_inner()) = address;
+        *lock(&self.address) = address;
         // From now on only the new connection's pushes count: the old one's late
         // "disconnected" must not mark the new subscription as down, nor its
         // "subscribed" the new one as up.
         self.live.store(generation, Ordering::Release);
         self.subscribed.store(false, Ordering::Release);
-        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link);
+        *write(&self.link) = Some(link);
         self.unfence();
         self.installed.notify_one();
         notices.send(Change::Resync);
@@ -393,11 +390,7 @@ pub(super) async fn follow(
     loop {
         // Failed calls come in bursts: one question per burst is enough.
         let asked = Instant::now();
-        let announced = primary
-            .announced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let announced = lock(&primary.announced).take();
         let found = match &announced {
             Some((host, port)) => {
                 tokio::time::timeout(sentinels.timeout, sentinels.announced(host, *port)).await
@@ -501,8 +494,7 @@ async fn listen_to_sentinel(index: usize, node: &ConnectionInfo, master: &str, p
                 primary.failing_over(index, false);
                 let (host, port) = (words.nth(2), words.next().and_then(|p| p.parse().ok()));
                 if let (Some(host), Some(port)) = (host, port) {
-                    *primary.announced.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((host.to_owned(), port));
+                    *lock(&primary.announced) = Some((host.to_owned(), port));
                 }
                 primary.kick.notify_one();
             }
@@ -512,11 +504,7 @@ async fn listen_to_sentinel(index: usize, node: &ConnectionInfo, master: &str, p
                     words.next(),
                     words.next().and_then(|p| p.parse::<u16>().ok()),
                 );
-                let current = primary
-                    .address
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let current = lock(&primary.address).clone();
                 // A late attempt on a primary already replaced is not ours to wait for.
                 let ours = match (&current, host, port) {
                     (Some((h, p)), Some(host), Some(port)) => h == host && *p == port,
