@@ -97,9 +97,6 @@ struct Prepared {
     upgrade: Option<(HeaderValue, OnUpgrade)>,
 }
 
-/// The pooled upstream client (also what calls wake webhooks).
-pub(crate) type UpstreamClient = Pool;
-
 /// A request its upstream refused before any of it went out (the backend is asleep),
 /// kept whole, its body unread, to be sent again once the backend accepts.
 pub(crate) struct Refused {
@@ -125,7 +122,7 @@ pub(crate) fn is_navigation(method: &Method, headers: &http::HeaderMap) -> bool 
 
 /// Sends requests upstream and tunnels upgraded connections.
 pub(crate) struct Forwarder {
-    client: UpstreamClient,
+    client: Pool,
     response_timeout: Duration,
     tunnels: TaskTracker,
     close_tunnels: CancellationToken,
@@ -177,7 +174,7 @@ impl Forwarder {
     }
 
     /// A handle on the pooled client.
-    pub(crate) fn client(&self) -> UpstreamClient {
+    pub(crate) fn client(&self) -> Pool {
         self.client.clone()
     }
 

@@ -9,7 +9,7 @@
 //! seconds.
 
 use super::body::{Body, full};
-use super::forward::UpstreamClient;
+use super::pool::Pool;
 use crate::route::{Route, Upstream, Wake, bare_host};
 use crate::store::{Lock, RouteStore};
 use crate::sync::lock;
@@ -91,7 +91,7 @@ struct Served {
 /// Wakes sleeping backends and puts idle ones to sleep; one per proxy.
 pub(crate) struct Waker {
     store: Arc<dyn RouteStore>,
-    client: UpstreamClient,
+    client: Pool,
     /// This process's name as a lock holder.
     id: String,
     /// The page for strategy `page`, with `{{host}}` to fill in.
@@ -111,7 +111,7 @@ impl Waker {
     /// A waker calling webhooks with `client`, locking through `store`.
     pub(crate) fn new(
         store: Arc<dyn RouteStore>,
-        client: UpstreamClient,
+        client: Pool,
         page: Option<String>,
     ) -> Arc<Waker> {
         let id = format!(
@@ -493,7 +493,7 @@ async fn probe(upstream: &Upstream) -> bool {
 }
 
 /// POSTs `json` to a webhook; its status, or why there is none.
-async fn call(client: &UpstreamClient, url: &str, json: String) -> Result<StatusCode, String> {
+async fn call(client: &Pool, url: &str, json: String) -> Result<StatusCode, String> {
     let request = Request::post(url)
         .header(header::CONTENT_TYPE, "application/json")
         .body(full(json))
