@@ -99,6 +99,16 @@ impl Rig {
     /// Starts `ceryx <extra>` (`ceryx proxy` without) as process `name` on the store;
     /// returns its HTTP port once it listens.
     pub async fn start_ceryx(&mut self, name: &str, extra: &[&str]) -> Result<u16, Box<dyn Error>> {
+        self.start_ceryx_on(name, extra, self.redis).await
+    }
+
+    /// [`Rig::start_ceryx`] on the Redis at port `redis`.
+    async fn start_ceryx_on(
+        &mut self,
+        name: &str,
+        extra: &[&str],
+        redis: u16,
+    ) -> Result<u16, Box<dyn Error>> {
         let port = free_port();
         let mut command = Command::new(&self.ceryx);
         command
@@ -110,7 +120,7 @@ impl Rig {
             })
             .env("CERYX_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("CERYX_REDIS_HOST", "127.0.0.1")
-            .env("CERYX_REDIS_PORT", self.redis.to_string())
+            .env("CERYX_REDIS_PORT", redis.to_string())
             .env("RUST_LOG", "warn")
             // nginx runs with `access_log off`; metrics stay on, as in production.
             .env("CERYX_ACCESS_LOG", "false")
@@ -125,6 +135,15 @@ impl Rig {
     /// Starts `ceryx proxy` as process `name` with HTTPS on the rig's certificate;
     /// returns its HTTP and HTTPS ports once both listen.
     pub async fn start_https_proxy(&mut self, name: &str) -> Result<(u16, u16), Box<dyn Error>> {
+        self.start_https_proxy_on(name, self.redis).await
+    }
+
+    /// [`Rig::start_https_proxy`] on the Redis at port `redis`.
+    pub async fn start_https_proxy_on(
+        &mut self,
+        name: &str,
+        redis: u16,
+    ) -> Result<(u16, u16), Box<dyn Error>> {
         let tls = free_port();
         let (https_addr, crt, key) = (
             format!("127.0.0.1:{tls}"),
@@ -132,7 +151,7 @@ impl Rig {
             self.dir.join("tls.key").display().to_string(),
         );
         let http = self
-            .start_ceryx(
+            .start_ceryx_on(
                 name,
                 &[
                     "proxy",
@@ -143,6 +162,7 @@ impl Rig {
                     "--ssl-default-key",
                     &key,
                 ],
+                redis,
             )
             .await?;
         wait_listening(tls).await;

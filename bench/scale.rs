@@ -11,6 +11,10 @@ pub struct Scale {
     pub changes: usize,
     pub churn_seconds: u64,
     pub outage_seconds: u64,
+    /// Routes stored each with its own certificate.
+    pub certificate_routes: usize,
+    /// Hosts handshaken before the second memory reading (as many again before the third).
+    pub certificate_hosts: usize,
 }
 
 pub const FULL: Scale = Scale {
@@ -23,6 +27,8 @@ pub const FULL: Scale = Scale {
     changes: 200,
     churn_seconds: 30,
     outage_seconds: 10,
+    certificate_routes: 100_000,
+    certificate_hosts: 5_000,
 };
 
 /// Every scenario with tiny counts, so that `make test` keeps the benchmark working.
@@ -36,4 +42,6 @@ pub const SMOKE: Scale = Scale {
     changes: 10,
     churn_seconds: 2,
     outage_seconds: 1,
+    certificate_routes: 200,
+    certificate_hosts: 20,
 };

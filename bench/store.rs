@@ -34,6 +34,23 @@ pub async fn start(dir: &Path, port: u16, procs: &mut Processes) -> Result<(), s
     Ok(())
 }
 
+/// Starts `redis-server` on `port` as process `name`, keeping nothing on disk (for
+/// data a scenario writes afresh).
+pub async fn start_volatile(
+    port: u16,
+    procs: &mut Processes,
+    name: &str,
+) -> Result<(), std::io::Error> {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    procs.add(name, child);
+    wait_listening(port).await;
+    Ok(())
+}
+
 /// Ceryx's store on the server at `port`.
 pub fn connect(port: u16) -> Arc<RedisStore> {
     let mut config = RedisConfig::new("127.0.0.1", port);

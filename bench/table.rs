@@ -2,6 +2,7 @@
 //! docs/benchmarks.md records.
 
 use crate::scale::Scale;
+use crate::scenario::certificates::Certificates;
 use crate::scenario::churn::Churn;
 use crate::scenario::memory::Memory;
 use crate::scenario::outage::Outage;
@@ -158,6 +159,33 @@ pub fn memory(m: &Memory) -> String {
         );
     }
     out
+}
+
+pub fn certificates(c: &Certificates) -> String {
+    let n = c.handshakes.len();
+    let half = n / 2;
+    let per = |x: u64| x as f64 / n.max(1) as f64;
+    let per_host = (c.rss_kib[2].saturating_sub(c.rss_kib[1]) * 1024) as f64 / half.max(1) as f64;
+    format!(
+        "## Certificates: {} routes in Redis, each with its own certificate; a full TLS handshake \
+         (TCP connect included) to each of {n} hosts the proxy has never seen, one at a time\n\n\
+         | first handshakes | p50 | p99 | max | store round trips per handshake | store commands per handshake | own certificate served |\n\
+         |---|---|---|---|---|---|---|\n\
+         | {n} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {:.2} | {} |\n\n\
+         | proxy RSS idle | after {half} hosts | after {n} hosts | per host served (the second {half}) |\n\
+         |---|---|---|---|\n\
+         | {} KiB | {} KiB | {} KiB | {per_host:.0} bytes |\n",
+        c.stored,
+        ms(percentile(&c.handshakes, 0.5)),
+        ms(percentile(&c.handshakes, 0.99)),
+        ms(c.handshakes.last().copied().unwrap_or_default()),
+        per(c.round_trips),
+        per(c.commands),
+        c.own,
+        c.rss_kib[0],
+        c.rss_kib[1],
+        c.rss_kib[2],
+    )
 }
 
 /// A row's figures over its rounds: medians, all failures, the highest peak.

@@ -21,6 +21,7 @@ mod poll;
 mod port;
 mod process;
 mod proxy;
+mod redis_calls;
 mod redis_server;
 mod routes;
 mod upstream;
@@ -37,6 +38,7 @@ pub use {
     port::free_port,
     process::{Process, binary},
     proxy::{RunningProxy, test_args},
+    redis_calls::{Lookups, RedisCalls},
     redis_server::{RedisServer, server_program},
     routes::{owned, route},
     upstream::Upstream,
