@@ -127,6 +127,14 @@ struct Loaded {
     files: Option<Files>,
 }
 
+/// A route's certificate read and parsed (or found missing or broken), for a [`Slot`].
+pub(crate) struct Prepared {
+    /// `None` when the route has no certificate.
+    result: Option<Result<Arc<ServerConfig>, CertificateError>>,
+    /// For certificates from files: the files and how they looked when read.
+    files: Option<Files>,
+}
+
 /// What a [`Slot`] can serve now.
 pub enum Served {
     /// Nothing is loaded yet: the stored certificate must be fetched first.
@@ -162,7 +170,7 @@ impl Slot {
         if let Some(((certificate, key), stamp)) = files {
             let now = Files::new(certificate, key);
             if now.stamp != stamp {
-                let result = load(&now.paths.0, &now.paths.1);
+                let result = load(&now.paths.0, &now.paths.1).map(server_config);
                 self.state(|state| state.keep(source, result, Some(now)));
             }
         }
@@ -178,6 +186,12 @@ impl Slot {
 
     /// Loads the route's certificate: `stored` if there is one, else its files.
     pub fn fill(&self, source: &str, settings: &Settings, stored: Option<&CertificatePem>) {
+        self.put(source, Slot::prepare(settings, stored));
+    }
+
+    /// Reads and parses the certificate [`Slot::fill`] would load, without a slot: done
+    /// before the route table is locked, the slot filled under it with [`Slot::put`].
+    pub(crate) fn prepare(settings: &Settings, stored: Option<&CertificatePem>) -> Prepared {
         let files = match (&settings.certificate_path, &settings.key_path) {
             (Some(certificate), Some(key)) if stored.is_none() => {
                 Some(Files::new(certificate.into(), key.into()))
@@ -189,6 +203,15 @@ impl Slot {
             (None, Some(files)) => Some(load(&files.paths.0, &files.paths.1)),
             (None, None) => None,
         };
+        Prepared {
+            result: result.map(|r| r.map(server_config)),
+            files,
+        }
+    }
+
+    /// Keeps a certificate [`Slot::prepare`] read for the route `source`.
+    pub(crate) fn put(&self, source: &str, prepared: Prepared) {
+        let Prepared { result, files } = prepared;
         self.state(|state| match result {
             Some(result) => state.keep(source, result, files),
             None => {
@@ -214,13 +237,13 @@ impl SlotState {
     fn keep(
         &mut self,
         source: &str,
-        result: Result<CertifiedKey, CertificateError>,
+        result: Result<Arc<ServerConfig>, CertificateError>,
         files: Option<Files>,
     ) {
         let config = match result {
-            Ok(key) => {
+            Ok(config) => {
                 self.reported = None;
-                Some(server_config(key))
+                Some(config)
             }
             Err(error) => {
                 if self.reported.as_ref() != Some(&error) {

@@ -524,3 +524,60 @@ async fn a_hosts_certificate_is_still_served_while_the_store_is_down() {
     }
     assert_eq!(served("other.test").await, default);
 }
+
+/// Issue 17: the first handshake for a host the proxy has never seen costs one store
+/// round trip, which brings the host's route and its own certificate together.
+#[tokio::test]
+async fn a_never_seen_hosts_first_handshake_costs_one_store_round_trip() {
+    let redis = RedisServer::start().await;
+    let store = redis.store();
+    let hosts: Vec<String> = (0..10).map(|i| format!("h{i}.first.test")).collect();
+    let mut own = Vec::new();
+    for host in &hosts {
+        owned(store.as_ref(), host, "t:1", "shop/web").await;
+        let (pem, der) = issue(&[host]);
+        store
+            .set_certificate(host, Some(&pem), "shop/web")
+            .await
+            .unwrap();
+        own.push(der);
+    }
+    // Its connection pings Redis too.
+    drop(store);
+    let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _ceryx = Process::start(
+        "proxy",
+        &[
+            ("CERYX_REDIS_HOST", "127.0.0.1".into()),
+            ("CERYX_REDIS_PORT", redis.port.to_string()),
+            ("CERYX_HTTPS_ADDR", https.to_string()),
+        ],
+    )
+    .await;
+    eventually(Duration::from_secs(10), "HTTPS to listen", || async {
+        TcpStream::connect(https).await.is_ok()
+    })
+    .await;
+
+    // The proxy also pings Redis now and then: a handshake whose reading another command
+    // shares is not counted (each host can be measured once only), the others must be.
+    let mut conn = redis.raw().await;
+    let mut measured = Vec::new();
+    for (host, der) in hosts.iter().zip(&own) {
+        let before = RedisCalls::read(&mut conn).await;
+        let served = leaf(&connect(https, Some(host), &[b"http/1.1"]).await);
+        let lookups = RedisCalls::read(&mut conn).await.since(&before);
+        assert_eq!(&served, der, "{host} is served its own certificate");
+        if lookups.others == 0 {
+            measured.push(lookups.round_trips);
+        }
+    }
+    assert!(
+        measured.len() >= 5,
+        "too few quiet handshakes: {measured:?}"
+    );
+    assert!(
+        measured.iter().all(|&n| n == 1),
+        "store round trips per first handshake: {measured:?}"
+    );
+}

@@ -105,6 +105,14 @@ impl Table {
     }
 }
 
+/// Whether a fetch loads the certificates of the routes it finds: a TLS handshake's does
+/// (in the same store round trip), a request's does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Certificates {
+    Load,
+    Leave,
+}
+
 /// The outcome of one store fetch, for the lookups waiting on it: `None` while it runs,
 /// then whether the store answered.
 type Outcome = watch::Receiver<Option<bool>>;
@@ -210,7 +218,7 @@ impl RouteCache {
             Err(stale) => stale,
         };
         telemetry::cache_lookup(false);
-        let fetched = self.fetch(&stale).await;
+        let fetched = self.fetch(&stale, Certificates::Leave).await;
         // After a failed fetch, stale entries are the last known good answer; only a
         // host with nothing known at all gets the outage as its answer.
         let table = self.read();
@@ -232,7 +240,8 @@ impl RouteCache {
 
     /// Every route that may answer for `host` but the catch-all, most specific first,
     /// each made fresh (or, with the store unreachable, as last known): what a TLS
-    /// handshake chooses its certificate from.
+    /// handshake chooses its certificate from. Routes fetched here come with their
+    /// certificates loaded, so a host not seen before costs one store round trip.
     pub(crate) async fn routes_for<'a>(
         &'a self,
         host: &'a str,
@@ -240,7 +249,7 @@ impl RouteCache {
         let behind = self.notices.behind();
         if let Err(stale) = self.stale_keys(host, false, behind) {
             // A failure leaves what is known to answer.
-            let _ = self.fetch(&stale).await;
+            let _ = self.fetch(&stale, Certificates::Load).await;
         }
         let table = self.read();
         let routes: Vec<_> = table
@@ -298,14 +307,15 @@ impl RouteCache {
     }
 
     /// Fetches `keys`, but those another lookup is fetching already: their answer is
-    /// waited for instead. `Err` if the store did not answer for any of them.
-    async fn fetch(&self, keys: &[&str]) -> Result<(), StoreError> {
+    /// waited for instead (with or without the certificates, as that lookup fetched).
+    /// `Err` if the store did not answer for any of them.
+    async fn fetch(&self, keys: &[&str], certificates: Certificates) -> Result<(), StoreError> {
         let mut result = Ok(());
         let mut keys = keys.to_vec();
         // A key is fetched again only when the lookup fetching it went away before the
         // store answered (its client left); a few rounds of that and it is an outage.
         for _ in 0..3 {
-            let abandoned = self.fetch_once(&keys, &mut result).await;
+            let abandoned = self.fetch_once(&keys, certificates, &mut result).await;
             if abandoned.is_empty() {
                 return result;
             }
@@ -318,6 +328,7 @@ impl RouteCache {
     async fn fetch_once<'k>(
         &self,
         keys: &[&'k str],
+        certificates: Certificates,
         result: &mut Result<(), StoreError>,
     ) -> Vec<&'k str> {
         let sent = self.notices.sent();
@@ -349,7 +360,7 @@ impl RouteCache {
                 outcome: &waiters,
             };
             let fetched = if self.may_ask_store() {
-                let fetched = self.refresh(&mine).await;
+                let fetched = self.refresh(&mine, certificates).await;
                 self.record(fetched.as_ref().map(|_| ()));
                 fetched
             } else {
@@ -417,22 +428,31 @@ impl RouteCache {
         }
     }
 
-    async fn refresh(&self, keys: &[&str]) -> Result<(), StoreError> {
+    async fn refresh(&self, keys: &[&str], certificates: Certificates) -> Result<(), StoreError> {
         let (epoch, sent) = (self.epoch.load(Ordering::SeqCst), self.notices.sent());
         let sources: Vec<String> = keys.iter().map(|k| source_of(k)).collect();
         let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
-        let routes = self.store.fetch(&sources).await?;
+        let routes = match certificates {
+            Certificates::Load => self.store.fetch_with_certificates(&sources).await?,
+            Certificates::Leave => (self.store.fetch(&sources).await?.into_iter())
+                .map(|route| route.map(|route| (route, None)))
+                .collect(),
+        };
         let now = Instant::now();
         let raced = self.epoch.load(Ordering::SeqCst) != epoch || self.notices.sent() != sent;
         let fresh_until = if !raced { now + self.ttl } else { now };
-        // Rules are compiled (regular expressions and all) before the table is locked.
+        // Rules are compiled (regular expressions and all) and certificates parsed before
+        // the table is locked. The catch-all's certificate is never served.
         let routes: Vec<_> = routes
             .into_iter()
             .map(|route| {
-                route.map(|route| {
+                route.map(|(route, stored)| {
                     let rules = (!route.rules.is_empty())
                         .then(|| Box::new(RuleTable::new(&route.source, &route.rules)));
-                    (route, rules)
+                    let certificate = (certificates == Certificates::Load
+                        && route.source != WILDCARD)
+                        .then(|| Slot::prepare(&route.settings, stored.as_ref()));
+                    (route, rules, certificate)
                 })
             })
             .collect();
@@ -444,7 +464,11 @@ impl RouteCache {
                 continue;
             }
             let previous = table.entries.get(*key).and_then(|e| e.route.as_ref());
-            let route = route.map(|(route, rules)| {
+            let route = route.map(|(route, rules, prepared)| {
+                let certificate = Slot::after(previous.map(|p| p.certificate()));
+                if let Some(prepared) = prepared {
+                    certificate.put(&route.source, prepared);
+                }
                 Arc::new(Resolved {
                     upstream: Upstream::parse(&route.target)
                         .ok()
@@ -452,7 +476,7 @@ impl RouteCache {
                     rules,
                     route,
                     metrics: OnceLock::new(),
-                    certificate: Slot::after(previous.map(|p| p.certificate())),
+                    certificate,
                 })
             });
             table.insert(key, Entry { route, fresh_until });
@@ -637,6 +661,8 @@ mod tests {
         inner: MemoryStore,
         fetches: AtomicU64,
         sources: AtomicU64,
+        /// Calls for stored certificates.
+        certificates: AtomicU64,
         open: watch::Sender<bool>,
         down: std::sync::atomic::AtomicBool,
     }
@@ -647,6 +673,7 @@ mod tests {
                 inner: MemoryStore::default(),
                 fetches: AtomicU64::new(0),
                 sources: AtomicU64::new(0),
+                certificates: AtomicU64::new(0),
                 open: watch::channel(open).0,
                 down: Default::default(),
             })
@@ -683,6 +710,7 @@ mod tests {
             &self,
             sources: &[&str],
         ) -> Result<Vec<Option<CertificatePem>>, StoreError> {
+            self.certificates.fetch_add(1, Ordering::SeqCst);
             self.inner.certificates(sources).await
         }
         async fn set_certificate(
@@ -851,5 +879,41 @@ mod tests {
             known.map(|r| r.route.target.clone()).as_deref(),
             Some("http://one")
         );
+    }
+
+    #[tokio::test]
+    async fn a_handshake_loads_the_certificates_of_the_routes_it_fetches_and_a_request_does_not() {
+        use crate::certificate::Served;
+        let store = Held::new(true);
+        let by = Writer::Resource {
+            owner: "shop/web",
+            take_unowned: false,
+        };
+        for host in ["web.test", "tls.test"] {
+            store.write(&route(host, "one"), by).await.unwrap();
+            let made = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+            let pem = CertificatePem {
+                certificate: made.cert.pem(),
+                key: made.signing_key.serialize_pem(),
+            };
+            store
+                .set_certificate(host, Some(&pem), "shop/web")
+                .await
+                .unwrap();
+        }
+        let cache = RouteCache::new(store.clone(), store.subscribe(), Duration::from_secs(60));
+        let served = |r: &Resolved| r.certificate().served(&r.route.source);
+
+        let web = cache.resolve("web.test").await.unwrap().unwrap();
+        assert!(matches!(served(&web), Served::Unloaded));
+        assert_eq!(store.certificates.load(Ordering::SeqCst), 0);
+
+        let tls: Vec<_> = cache.routes_for("tls.test").await.collect();
+        assert_eq!(tls.len(), 1);
+        assert!(matches!(served(&tls[0]), Served::Config(_)));
+        assert_eq!(store.certificates.load(Ordering::SeqCst), 1);
+        // And a request for it finds the route cached, certificate and all.
+        let again = cache.resolve("tls.test").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&again, &tls[0]));
     }
 }

@@ -29,8 +29,9 @@ impl Certificates {
         let Some(host) = sni.and_then(normalize_host) else {
             return self.default.clone();
         };
-        // The routes whose certificate is not loaded yet, and the first after them that
-        // has one: loaded and chosen from without a second lookup.
+        // The routes whose certificate is not loaded yet (fetched for a request, not by a
+        // handshake), and the first after them that has one: loaded and chosen from
+        // without a second lookup.
         let mut kept: Vec<Arc<Resolved>> = Vec::new();
         for resolved in self.routes.routes_for(&host).await {
             match resolved.certificate().served(&resolved.route.source) {

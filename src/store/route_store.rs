@@ -75,6 +75,30 @@ pub trait RouteStore: Send + Sync + 'static {
         sources: &[&str],
     ) -> Result<Vec<Option<CertificatePem>>, StoreError>;
 
+    /// [`fetch`](Self::fetch), with each route found its stored certificate: what the
+    /// first TLS handshake for a host needs. One round trip where the store can (Redis);
+    /// here a fetch, then the certificates of the routes found.
+    async fn fetch_with_certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<(Route, Option<CertificatePem>)>>, StoreError> {
+        let routes = self.fetch(sources).await?;
+        let found: Vec<&str> = sources
+            .iter()
+            .zip(&routes)
+            .filter_map(|(source, route)| route.as_ref().map(|_| *source))
+            .collect();
+        let mut certificates = match found.is_empty() {
+            true => Vec::new(),
+            false => self.certificates(&found).await?,
+        }
+        .into_iter();
+        Ok(routes
+            .into_iter()
+            .map(|route| Some((route?, certificates.next().flatten())))
+            .collect())
+    }
+
     /// Stores the certificate of a route `owner` owns (`None` removes it) and announces
     /// the source; refused for routes of anyone else.
     async fn set_certificate(

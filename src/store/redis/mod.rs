@@ -281,6 +281,49 @@ impl RedisStore {
         })
     }
 
+    /// Reads `sources` in one pipeline: each route's target, settings, rules and wake
+    /// setting, and with `certificates` its stored certificate too.
+    async fn fetch_routes(
+        &self,
+        sources: &[&str],
+        certificates: bool,
+    ) -> Result<Vec<Option<(Route, Option<CertificatePem>)>>, StoreError> {
+        if sources.is_empty() {
+            // Redis refuses an empty pipeline.
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for source in sources {
+            pipe.get(self.keys.route(source))
+                .hgetall(self.keys.settings(source))
+                .get(self.keys.rules(source))
+                .get(self.keys.wake(source));
+            if certificates {
+                pipe.hgetall(self.keys.certificate(source));
+            }
+        }
+        let mut conn = self.conn()?;
+        let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
+        let mut values = values.into_iter();
+        let mut routes = Vec::with_capacity(sources.len());
+        for source in sources {
+            let (Some(target), Some(settings), Some(rules), Some(wake)) =
+                (values.next(), values.next(), values.next(), values.next())
+            else {
+                break;
+            };
+            let certificate = match certificates {
+                true => values
+                    .next()
+                    .and_then(|hash| parse_certificate(source, hash)),
+                false => None,
+            };
+            let route = parse_route(source, target, settings, rules, wake)?;
+            routes.push(route.map(|route| (route, certificate)));
+        }
+        Ok(routes)
+    }
+
     /// Runs one write script and returns its answer. With replicas to wait for, the
     /// script and a `WAIT` go together in one round trip on the writes connection, and a
     /// change is acknowledged only once enough replicas confirmed it: what a failover
@@ -319,30 +362,18 @@ impl RedisStore {
 #[async_trait]
 impl RouteStore for RedisStore {
     async fn fetch(&self, sources: &[&str]) -> Result<Vec<Option<Route>>, StoreError> {
-        if sources.is_empty() {
-            // Redis refuses an empty pipeline.
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for source in sources {
-            pipe.get(self.keys.route(source))
-                .hgetall(self.keys.settings(source))
-                .get(self.keys.rules(source))
-                .get(self.keys.wake(source));
-        }
-        let mut conn = self.conn()?;
-        let values: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
-        let mut values = values.into_iter();
-        let mut routes = Vec::with_capacity(sources.len());
-        for source in sources {
-            let (Some(target), Some(settings), Some(rules), Some(wake)) =
-                (values.next(), values.next(), values.next(), values.next())
-            else {
-                break;
-            };
-            routes.push(parse_route(source, target, settings, rules, wake)?);
-        }
-        Ok(routes)
+        let routes = self.fetch_routes(sources, false).await?;
+        Ok(routes
+            .into_iter()
+            .map(|r| r.map(|(route, _)| route))
+            .collect())
+    }
+
+    async fn fetch_with_certificates(
+        &self,
+        sources: &[&str],
+    ) -> Result<Vec<Option<(Route, Option<CertificatePem>)>>, StoreError> {
+        self.fetch_routes(sources, true).await
     }
 
     async fn list(&self) -> Result<Vec<Route>, StoreError> {
@@ -455,15 +486,11 @@ impl RouteStore for RedisStore {
             pipe.hgetall(self.keys.certificate(source));
         }
         let mut conn = self.conn()?;
-        let hashes: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut conn)).await?;
-        Ok(hashes
-            .into_iter()
-            .map(|mut hash| {
-                Some(CertificatePem {
-                    certificate: hash.remove("certificate")?,
-                    key: hash.remove("key")?,
-                })
-            })
+        let hashes: Vec<Value> = self.run(pipe.query_async(&mut conn)).await?;
+        Ok(sources
+            .iter()
+            .zip(hashes)
+            .map(|(source, hash)| parse_certificate(source, hash))
             .collect())
     }
 
@@ -672,6 +699,21 @@ pub(crate) fn parse_route(
         rules,
         wake,
     }))
+}
+
+/// Reads a stored certificate (a hash: `certificate`, `key`). One that another tool
+/// wrote and that does not read as text is left out with a warning: the host is served
+/// the default, as for a certificate that does not parse.
+fn parse_certificate(source: &str, hash: Value) -> Option<CertificatePem> {
+    let mut hash: HashMap<String, String> = redis::from_redis_value(hash)
+        .inspect_err(
+            |error| tracing::warn!(%source, %error, "stored certificate unreadable: left out"),
+        )
+        .ok()?;
+    Some(CertificatePem {
+        certificate: hash.remove("certificate")?,
+        key: hash.remove("key")?,
+    })
 }
 
 /// Escapes Redis glob characters, so a prefix is matched literally by SCAN.
