@@ -16,6 +16,7 @@ use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use rustls::HandshakeKind;
+use rustls::client::Tls12Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -488,6 +489,52 @@ async fn a_returning_client_resumes_its_session_after_many_others() {
         (status, echo["name"].as_str()),
         (StatusCode::OK, Some("again"))
     );
+}
+
+/// TLS 1.2 clients without tickets resume by session ID, from one cache shared by every
+/// host's certificate (rustls would otherwise give each host a cache of its own).
+#[tokio::test]
+async fn a_tls12_client_without_tickets_resumes_by_session_id_on_every_host() {
+    let https = Https::start().await;
+    let upstream = Upstream::start("ids").await;
+    let hosts = ["one.test", "two.test"];
+    for host in hosts {
+        owned(https.store.as_ref(), host, &upstream.url(), "shop/web").await;
+        let (pem, _) = issue(&[host]);
+        https
+            .store
+            .set_certificate(host, Some(&pem), "shop/web")
+            .await
+            .unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(certificate::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption =
+        rustls::client::Resumption::default().tls12_resumption(Tls12Resumption::SessionIdOnly);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    for host in hosts {
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let name = ServerName::try_from(host.to_owned()).unwrap();
+            let stream = connector
+                .connect(name, TcpStream::connect(https.addr).await.unwrap())
+                .await
+                .unwrap();
+            kinds.push(stream.get_ref().1.handshake_kind());
+            let (status, _, _) = get_over(stream, host).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(
+            kinds,
+            [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed)],
+            "{host}"
+        );
+    }
 }
 
 /// Issue 13: the certificates live with the cached routes, so a store outage keeps every
