@@ -1,4 +1,5 @@
-//! `make bench`: Ceryx beside nginx and HAProxy on this machine, in one run. Starts every
+//! `make bench`: Ceryx beside nginx and HAProxy on this machine, in one run (and beside
+//! a model of the original Ceryx on the HTTP/1.1 rows of 32 connections). Starts every
 //! server on 127.0.0.1, measures with wrk and h2load, and prints a table section per
 //! scenario. `--smoke` runs every scenario with tiny counts (for `make test`, so the
 //! script cannot rot); `--only <scenario>` runs one alone.
@@ -12,6 +13,7 @@ mod front;
 mod h2load;
 mod haproxy;
 mod nginx;
+mod original;
 mod process;
 // The tests' Redis counters, so that both count round trips the same way.
 #[path = "../tests/common/redis_calls.rs"]

@@ -1,11 +1,12 @@
 //! The servers every scenario shares: both nginx instances, HAProxy, the upload sink,
-//! Redis, and the Ceryx processes, all on 127.0.0.1, with their files in one temporary
-//! directory.
+//! Redis, the original Ceryx's model and the Ceryx processes, all on 127.0.0.1, with
+//! their files in one temporary directory.
 
 use crate::certs;
 use crate::front::{Front, Routing};
 use crate::haproxy;
 use crate::nginx;
+use crate::original;
 use crate::process::{Processes, free_port, wait_listening};
 use crate::sink;
 use crate::store;
@@ -32,6 +33,8 @@ pub struct Rig {
     pub procs: Processes,
     pub nginx: nginx::Ports,
     pub haproxy: Front,
+    /// The original Ceryx's model's HTTP port (it serves nothing else).
+    pub original: u16,
     /// The upload sink's port.
     pub sink: u16,
     pub redis: u16,
@@ -39,8 +42,9 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Writes the certificate and starts nginx, HAProxy, the sink and Redis; `ceryx` is the
-    /// binary to run, `spread_hosts` how many hosts the reference proxies route.
+    /// Writes the certificate and starts nginx, HAProxy, the sink, Redis and the original
+    /// Ceryx's model; `ceryx` is the binary to run, `spread_hosts` how many hosts the
+    /// reference proxies route.
     pub async fn start(ceryx: PathBuf, spread_hosts: usize) -> Result<Rig, Box<dyn Error>> {
         let dir = std::env::temp_dir().join(format!("ceryx-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -58,6 +62,7 @@ impl Rig {
                 proxy: Front::free(),
             },
             haproxy: Front::free(),
+            original: free_port(),
             sink: sink::start()?,
             redis: free_port(),
             http: Client::builder(TokioExecutor::new()).build_http(),
@@ -70,6 +75,7 @@ impl Rig {
         nginx::start(&rig.dir, &rig.nginx, &routing, &mut rig.procs).await?;
         haproxy::start(&rig.dir, &rig.haproxy, &routing, &mut rig.procs).await?;
         rig.start_redis().await?;
+        original::start(&rig.dir, rig.original, rig.redis, &mut rig.procs).await?;
         Ok(rig)
     }
 

@@ -38,11 +38,13 @@ pub fn throughput(t: &Throughput) -> String {
                 .map(|b| format!("{:.0}", s.rps * b as f64 / (1 << 20) as f64))
                 .unwrap_or_default();
             let vs_best = match (row.server, &best) {
-                (Server::Ceryx, Some(best)) => format!("{:.2}", s.rps / best.rps),
+                (Server::Ceryx | Server::Original, Some(best)) => {
+                    format!("{:.2}", s.rps / best.rps)
+                }
                 _ => String::new(),
             };
             let vs_nginx = match (row.server, &nginx) {
-                (Server::Ceryx | Server::Haproxy, Some(nginx)) => {
+                (Server::Ceryx | Server::Haproxy | Server::Original, Some(nginx)) => {
                     format!("{:.2}", s.cpu_us / nginx.cpu_us)
                 }
                 _ => String::new(),
@@ -63,21 +65,25 @@ pub fn throughput(t: &Throughput) -> String {
     out
 }
 
-/// The goals at a glance: each group's (first) Ceryx row against the better peer.
+/// The goals at a glance: each group's (first) Ceryx row against the better peer, and
+/// against the original Ceryx's model where the group has it.
 pub fn summary(t: &Throughput) -> String {
     let mut out = String::from(
-        "## Summary: Ceryx's req/s against the better of nginx and HAProxy, CPU per request against nginx\n\n\
-         | scenario | better peer | req/s vs better peer | CPU/request vs nginx |\n\
-         |---|---|---|---|\n",
+        "## Summary: Ceryx's req/s against the better of nginx and HAProxy and against the original \
+         Ceryx (its model), CPU per request against nginx\n\n\
+         | scenario | better peer | req/s vs better peer | CPU/request vs nginx | req/s vs original Ceryx |\n\
+         |---|---|---|---|---|\n",
     );
     for group in &t.groups {
         let (best, nginx) = peers(group);
-        let ceryx = group.rows.iter().find(|r| r.server == Server::Ceryx);
-        if let (Some(best), Some(nginx), Some(ceryx)) = (best, nginx, ceryx) {
-            let c = stats(ceryx);
+        let of = |server| group.rows.iter().find(|r| r.server == server).map(stats);
+        if let (Some(best), Some(nginx), Some(c)) = (best, nginx, of(Server::Ceryx)) {
+            let vs_original = of(Server::Original)
+                .map(|o| format!("{:.1}", c.rps / o.rps))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} |",
+                "| {} | {} | {:.2} | {:.2} | {vs_original} |",
                 group.name,
                 best.name,
                 c.rps / best.rps,

@@ -1,11 +1,13 @@
 //! Requests per second, latency, CPU per request and peak memory of Ceryx beside nginx
 //! and HAProxy (and of the upstream alone): HTTP/1.1 at 32 and 256 connections, many
 //! hosts over many routes, h2c and h2 over TLS, HTTPS kept alive and with a handshake per
-//! request, a 1 MiB response and a 10 MiB upload.
+//! request, a 1 MiB response and a 10 MiB upload. The HTTP/1.1 rows of 32 connections
+//! also measure the original Ceryx's model (see `original`).
 
 use crate::front::Front;
 use crate::h2load;
 use crate::nginx::BIG_BYTES;
+use crate::original;
 use crate::rig::{CERYX_PROXY, Rig};
 use crate::scale::Scale;
 use crate::sink::UPLOAD_BYTES;
@@ -22,6 +24,8 @@ pub enum Server {
     Upstream,
     Nginx,
     Haproxy,
+    /// The model of the original Ceryx (OpenResty + Lua + Redis).
+    Original,
     Ceryx,
 }
 
@@ -32,6 +36,7 @@ impl Server {
             Server::Upstream => "nginx-upstream",
             Server::Nginx => "nginx-proxy",
             Server::Haproxy => "haproxy",
+            Server::Original => original::PROCESS,
             Server::Ceryx => CERYX_PROXY,
         }
     }
@@ -83,6 +88,7 @@ const UPLOAD_HOST: &str = "upload.bench.test";
 pub async fn run(rig: &Rig, s: &Scale, ceryx: &Front) -> Result<Throughput, Box<dyn Error>> {
     let sink = format!("http://127.0.0.1:{}", rig.sink);
     rig.store().put(&route(UPLOAD_HOST, &sink)).await?;
+    check_original(rig).await?;
     // nginx, HAProxy and Ceryx on the port `port` picks, all asked for `hosts`.
     let peers = |port: fn(&Front) -> u16, hosts: Hosts| {
         [
@@ -116,8 +122,16 @@ pub async fn run(rig: &Rig, s: &Scale, ceryx: &Front) -> Result<Throughput, Box<
             measure(rig, s.rounds, name.into(), body, &arms, load)
         };
     let http = |f: &Front| f.http;
+    // Placed after HAProxy, before Ceryx.
+    let original = |hosts| Arm {
+        name: "original ceryx (model)",
+        server: Server::Original,
+        port: rig.original,
+        hosts,
+    };
 
     let mut one = peers(http, ONE);
+    one.insert(2, original(ONE));
     one.insert(
         0,
         Arm {
@@ -148,13 +162,16 @@ pub async fn run(rig: &Rig, s: &Scale, ceryx: &Front) -> Result<Throughput, Box<
         )?,
     ];
     rig.load_routes(s.many_routes, &rig.a()).await?;
+    let spread = Hosts::Spread(s.spread_hosts);
+    let mut many = peers(|f| f.spread, spread);
+    many.insert(2, original(spread));
     groups.push(measure(
         &format!(
             "HTTP/1.1 keep-alive, {} hosts of {} routes, 32 connections",
             s.spread_hosts, s.many_routes
         ),
         None,
-        peers(|f| f.spread, Hosts::Spread(s.spread_hosts)),
+        many,
         &wrk(Over::Http, 32, "/", 0),
     )?);
     groups.push(measure(
@@ -195,6 +212,22 @@ pub async fn run(rig: &Rig, s: &Scale, ceryx: &Front) -> Result<Throughput, Box<
         &wrk(Over::Http, 8, "/upload", UPLOAD_BYTES),
     )?);
     Ok(Throughput { groups })
+}
+
+/// Fails unless the original Ceryx's model routes `HOST` to upstream "a": its Lua runs
+/// only per request, so a module nginx could not load shows here, not at its start.
+async fn check_original(rig: &Rig) -> Result<(), Box<dyn Error>> {
+    match rig.answer(rig.original, HOST).await {
+        Some((200, body)) if body == "a" => Ok(()),
+        answer => {
+            let log = std::fs::read_to_string(rig.dir.join("original.log")).unwrap_or_default();
+            Err(format!(
+                "the original Ceryx's model answered {answer:?} for {HOST}, not 200 \"a\"; \
+                 its error log:\n{log}"
+            )
+            .into())
+        }
+    }
 }
 
 /// `rounds` runs of `load` on each arm, the arms in turn within each round, each run
