@@ -1,7 +1,8 @@
 //! Metrics of every process, through the `metrics` facade: one recorder keeps them for
 //! Prometheus (`GET /metrics`) and, with `CERYX_STATSD_ADDR`, sends the same figures to
-//! StatsD. Every name is here (and in the README); no label value comes from client
-//! input, so the series stay bounded: requests for unknown hosts count as `route="none"`.
+//! StatsD; the per-route `ceryx_requests_total` is kept here instead (see [`ROUTES`]).
+//! Every name is here (and in the README); no label value comes from client input, so
+//! the series stay bounded: requests for unknown hosts count as `route="none"`.
 
 use crate::sync::lock;
 use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats};
@@ -10,9 +11,12 @@ use metrics::{
     Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
+use metrics_exporter_prometheus::formatting::sanitize_label_value;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use metrics_util::layers::FanoutBuilder;
+use std::collections::HashSet;
+use std::fmt::Write;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
@@ -127,11 +131,15 @@ pub fn install(statsd: Option<&str>) -> Result<(), TelemetryError> {
     let mut sink = None;
     if let Some(addr) = statsd {
         let shared = statsd_sink(addr).map_err(|e| TelemetryError::Statsd(addr.into(), e))?;
-        let recorder = metrics_exporter_statsd::StatsdBuilder::from("", 0)
-            .with_sink(shared.clone())
-            .build(None)
-            .map_err(|e| TelemetryError::Statsd(addr.into(), std::io::Error::other(e)))?;
-        fanout = fanout.add_recorder(recorder);
+        // Two recorders on one sink: the registry's, and the route series' own.
+        let recorder = || {
+            metrics_exporter_statsd::StatsdBuilder::from("", 0)
+                .with_sink(shared.clone())
+                .build(None)
+                .map_err(|e| TelemetryError::Statsd(addr.into(), std::io::Error::other(e)))
+        };
+        fanout = fanout.add_recorder(recorder()?);
+        let _ = STATSD.set(recorder()?);
         sink = Some(shared);
     }
     metrics::set_global_recorder(fanout.build()).map_err(|_| TelemetryError::Installed)?;
@@ -157,7 +165,9 @@ pub fn render() -> String {
         return String::new();
     };
     sync();
-    handle.render()
+    let mut text = handle.render();
+    render_requests(&mut text);
+    text
 }
 
 /// A UDP sink that buffers lines into datagrams, off the request path, and that the
@@ -203,10 +213,7 @@ fn sync() {
 }
 
 fn describe() {
-    describe_counter!(
-        "ceryx_requests_total",
-        "Requests answered, by route, method and status class"
-    );
+    describe_counter!(REQUESTS, REQUESTS_HELP);
     describe_histogram!(
         "ceryx_request_duration_seconds",
         "Time from request to the last byte of the response, by route"
@@ -309,15 +316,11 @@ pub struct Request<'a> {
     pub bytes_out: u64,
 }
 
-/// Counts an answered request no route took (its counter is looked up each time).
+/// Counts an answered request no route took.
 pub fn request(r: &Request<'_>) {
-    counter!(
-        "ceryx_requests_total",
-        "route" => r.route.to_owned(),
-        "method" => method_class(r.method),
-        "status" => status_class(r.status),
-    )
-    .increment(1);
+    if PROMETHEUS.get().is_some() {
+        series_of(r.route).count(r.method, r.status);
+    }
     measure(r);
 }
 
@@ -331,76 +334,225 @@ fn measure(r: &Request<'_>) {
     BYTES_OUT.add(r.bytes_out);
 }
 
-/// A route's `ceryx_requests_total` counters, looked up once per (method, status
-/// class) so that a request costs a few atomic operations. Kept by the route cache
-/// entry (renewed every cache TTL) and not used past half the idle timeout, after which
-/// the registry may have dropped the series.
-#[derive(Debug)]
-pub struct RouteMetrics {
-    born: Instant,
-    requests: Mutex<Vec<((&'static str, &'static str), Counter)>>,
-}
+/// A route's `ceryx_requests_total` series, found on its first request: a request then
+/// costs one uncontended lock. Kept by the route cache entry.
+#[derive(Debug, Default)]
+pub struct RouteMetrics(OnceLock<Arc<RouteSeries>>);
 
 impl RouteMetrics {
-    /// No counters yet: each is looked up on its first request.
+    /// Not bound to a route yet: the first request finds its series.
     pub fn new() -> RouteMetrics {
-        RouteMetrics {
-            born: Instant::now(),
-            requests: Mutex::default(),
-        }
+        RouteMetrics(OnceLock::new())
     }
 
     /// Counts an answered request of this route.
     pub fn record(&self, r: &Request<'_>) {
-        if self.born.elapsed() > IDLE / 2 {
-            return request(r);
+        if PROMETHEUS.get().is_some() {
+            self.0
+                .get_or_init(|| series_of(r.route))
+                .count(r.method, r.status);
         }
-        let key = (method_class(r.method), status_class(r.status));
-        let mut requests = lock(&self.requests);
-        match requests.iter().find(|(k, _)| *k == key) {
-            Some((_, counter)) => counter.increment(1),
-            None => {
-                let counter = counter!(
-                    "ceryx_requests_total",
-                    "route" => r.route.to_owned(),
-                    "method" => key.0,
-                    "status" => key.1,
-                );
-                counter.increment(1);
-                requests.push((key, counter));
-            }
-        }
-        drop(requests);
         measure(r);
     }
 }
 
-impl Default for RouteMetrics {
-    fn default() -> Self {
-        RouteMetrics::new()
+/// `ceryx_requests_total` is kept here rather than in the metrics registry, which
+/// spends some 600 bytes on each series (a key with three labels, two maps, five
+/// allocations) where this spends about 150 per route: one series set per route
+/// name, shared by every cache entry of the route, rendered by [`render`] as the
+/// exporter would, idle series dropped as the exporter drops them.
+static ROUTES: LazyLock<Mutex<HashSet<ByRoute>>> = LazyLock::new(Mutex::default);
+
+/// Where the route series send StatsD lines, when StatsD is on.
+static STATSD: OnceLock<metrics_exporter_statsd::StatsdRecorder> = OnceLock::new();
+
+/// What the series' idle times are counted from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+const REQUESTS: &str = "ceryx_requests_total";
+const REQUESTS_HELP: &str = "Requests answered, by route, method and status class";
+
+/// The series of one route name (or of [`NO_ROUTE`]).
+#[derive(Debug)]
+struct RouteSeries {
+    route: Box<str>,
+    /// One per (method, status class) seen: few, so a list.
+    counts: Mutex<Vec<Count>>,
+}
+
+/// One series: `ceryx_requests_total{route, method, status}`.
+#[derive(Debug)]
+struct Count {
+    method: u8,
+    status: u8,
+    /// Seconds since [`EPOCH`] of the scrape that last saw `value` change.
+    since: u32,
+    value: u64,
+    /// `value` at the last scrape.
+    scraped: u64,
+    /// The StatsD counter (a no-op without StatsD), sent each increment as before.
+    statsd: Counter,
+}
+
+impl RouteSeries {
+    fn count(&self, method: &Method, status: StatusCode) {
+        let (method, status) = (method_index(method), status_index(status));
+        let mut counts = lock(&self.counts);
+        if let Some(count) = counts
+            .iter_mut()
+            .find(|c| c.method == method && c.status == status)
+        {
+            count.value += 1;
+            count.statsd.increment(1);
+            return;
+        }
+        let statsd = STATSD.get().map_or_else(Counter::noop, |recorder| {
+            let key = metrics::Key::from_parts(
+                REQUESTS,
+                vec![
+                    metrics::Label::new("route", self.route.to_string()),
+                    metrics::Label::new("method", METHODS[method as usize]),
+                    metrics::Label::new("status", STATUSES[status as usize]),
+                ],
+            );
+            let metadata =
+                metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+            metrics::Recorder::register_counter(recorder, &key, &metadata)
+        });
+        statsd.increment(1);
+        // Most routes see one kind of request: no room for more until it comes.
+        counts.reserve_exact(1);
+        counts.push(Count {
+            method,
+            status,
+            since: 0,
+            value: 1,
+            scraped: 0,
+            statsd,
+        });
     }
 }
 
-fn method_class(method: &Method) -> &'static str {
+/// The series of `route`, made on its first request.
+fn series_of(route: &str) -> Arc<RouteSeries> {
+    let mut routes = lock(&ROUTES);
+    if let Some(ByRoute(series)) = routes.get(route) {
+        return series.clone();
+    }
+    let series = Arc::new(RouteSeries {
+        route: route.into(),
+        counts: Mutex::default(),
+    });
+    routes.insert(ByRoute(series.clone()));
+    series
+}
+
+/// A route's series in [`ROUTES`], found by route name.
+#[derive(Debug)]
+struct ByRoute(Arc<RouteSeries>);
+
+impl std::hash::Hash for ByRoute {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.route.hash(state)
+    }
+}
+
+impl PartialEq for ByRoute {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.route == other.0.route
+    }
+}
+
+impl Eq for ByRoute {}
+
+impl std::borrow::Borrow<str> for ByRoute {
+    fn borrow(&self) -> &str {
+        &self.0.route
+    }
+}
+
+/// Appends `ceryx_requests_total` to a Prometheus exposition, in the exporter's format.
+/// Like the exporter, drops a series a scrape finds unchanged for [`IDLE`] since the
+/// scrape that last saw it change; a route whose series are all gone is forgotten once
+/// no cache entry holds it. The table is locked only to list and to sweep the routes,
+/// not while the lines are written.
+fn render_requests(out: &mut String) {
+    render_requests_at(out, EPOCH.elapsed().as_secs() as u32);
+}
+
+/// [`render_requests`] at `now`, in seconds since [`EPOCH`].
+fn render_requests_at(out: &mut String, now: u32) {
+    let idle = IDLE.as_secs() as u32;
+    let routes: Vec<Arc<RouteSeries>> = lock(&ROUTES).iter().map(|r| r.0.clone()).collect();
+    let mut lines = String::new();
+    let mut emptied = false;
+    for series in &routes {
+        let mut counts = lock(&series.counts);
+        let before = counts.len();
+        counts.retain_mut(|count| {
+            if count.value != count.scraped {
+                count.scraped = count.value;
+                count.since = now;
+            } else if now.saturating_sub(count.since) > idle {
+                return false;
+            }
+            let route = sanitize_label_value(&series.route);
+            let (method, status) = (
+                METHODS[count.method as usize],
+                STATUSES[count.status as usize],
+            );
+            let _ = writeln!(
+                lines,
+                "{REQUESTS}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {}",
+                count.value
+            );
+            true
+        });
+        if counts.len() < before {
+            counts.shrink_to_fit();
+        }
+        emptied |= counts.is_empty();
+    }
+    if emptied {
+        // Held by the table and `routes` alone: no cache entry can count into it.
+        lock(&ROUTES).retain(|ByRoute(series)| {
+            Arc::strong_count(series) > 2 || !lock(&series.counts).is_empty()
+        });
+    }
+    drop(routes);
+    if !lines.is_empty() {
+        let _ = writeln!(out, "# HELP {REQUESTS} {REQUESTS_HELP}");
+        let _ = writeln!(out, "# TYPE {REQUESTS} counter");
+        out.push_str(&lines);
+        out.push('\n');
+    }
+}
+
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+const STATUSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn method_index(method: &Method) -> u8 {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
-fn status_class(status: StatusCode) -> &'static str {
+fn status_index(status: StatusCode) -> u8 {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -497,4 +649,54 @@ pub fn reconcile(ok: bool, duration: Duration) {
     let result = if ok { "ok" } else { "error" };
     counter!("ceryx_controller_reconciles_total", "result" => result).increment(1);
     histogram!("ceryx_controller_reconcile_duration_seconds").record(duration);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(now: u32) -> String {
+        let mut text = String::new();
+        render_requests_at(&mut text, now);
+        text
+    }
+
+    #[test]
+    fn route_series_read_as_the_exporter_wrote_them_and_go_once_idle() {
+        let series = series_of("render.test");
+        series.count(&Method::GET, StatusCode::OK);
+        series.count(&Method::GET, StatusCode::NO_CONTENT);
+        series.count(&Method::POST, StatusCode::BAD_GATEWAY);
+        let text = scrape(0);
+        assert!(text.contains(concat!(
+            "# HELP ceryx_requests_total Requests answered, by route, method and status class\n",
+            "# TYPE ceryx_requests_total counter\n"
+        )));
+        let get = "ceryx_requests_total{route=\"render.test\",method=\"GET\",status=\"2xx\"} 2\n";
+        let post = "ceryx_requests_total{route=\"render.test\",method=\"POST\",status=\"5xx\"} 1\n";
+        assert!(text.contains(get) && text.contains(post), "{text}");
+
+        // Unchanged, but not for the whole idle timeout yet: kept.
+        let idle = IDLE.as_secs() as u32;
+        let text = scrape(idle - 10);
+        assert!(text.contains(get) && text.contains(post), "{text}");
+        // Unchanged for longer than the idle timeout since the scrape that saw it
+        // change: gone. A series that changed is kept however long ago that was.
+        series.count(&Method::GET, StatusCode::OK);
+        let text = scrape(idle + 10);
+        assert!(text.contains(&get.replace("} 2", "} 3")), "{text}");
+        assert!(!text.contains(post), "{text}");
+        // And the route goes with its last series, once no cache entry holds it.
+        drop(series);
+        assert!(!scrape(2 * idle + 20).contains("render.test"));
+        assert!(!lock(&ROUTES).contains("render.test"));
+    }
+
+    #[test]
+    fn a_route_series_is_shared_by_name() {
+        let a = series_of("shared.test");
+        let b = series_of("shared.test");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &series_of("other.test")));
+    }
 }

@@ -16,7 +16,7 @@ use crate::sync::{lock, read, write};
 use crate::telemetry::{self, RouteMetrics};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
@@ -38,14 +38,14 @@ pub struct Resolved {
     /// The route's rules, compiled; `None` for a route without rules (boxed: most
     /// routes have none, and every cached route carries the field).
     pub(crate) rules: Option<Box<RuleTable>>,
-    metrics: OnceLock<RouteMetrics>,
+    metrics: RouteMetrics,
     certificate: Slot,
 }
 
 impl Resolved {
     /// The route's request metrics, registered on first use.
     pub fn metrics(&self) -> &RouteMetrics {
-        self.metrics.get_or_init(RouteMetrics::new)
+        &self.metrics
     }
 
     /// The route's TLS certificate, loaded by the first handshake that needs it.
@@ -475,7 +475,7 @@ impl RouteCache {
                         .filter(|_| !route::is_unrouted(&route.target)),
                     rules,
                     route,
-                    metrics: OnceLock::new(),
+                    metrics: RouteMetrics::new(),
                     certificate,
                 })
             });
