@@ -41,7 +41,7 @@ pub fn parse_route(body: &Value, path_source: Option<&str>) -> Result<Route, Fie
             target,
             settings,
             rules,
-            wake,
+            wake: wake.map(Box::new),
         }),
         (source, target, settings, rules, wake) => {
             if let Err(e) = source {

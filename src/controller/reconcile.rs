@@ -364,7 +364,7 @@ fn route_of(obj: &CeryxRoute, namespace: &str, ctx: &Context) -> Result<Route, S
             idle_after: w.idle_after.clone(),
         };
         crate::route::wake::validate(&mut wake).map_err(|e| format!("spec.{e}"))?;
-        route.wake = Some(wake);
+        route.wake = Some(Box::new(wake));
     }
     // The store holds a Service with its ready endpoints (none: the proxy answers 503,
     // or holds the request while a scale target wakes).

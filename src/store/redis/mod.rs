@@ -697,7 +697,7 @@ pub(crate) fn parse_route(
         target: normalize_target(&target),
         settings,
         rules,
-        wake,
+        wake: wake.map(Box::new),
     }))
 }
 
