@@ -62,7 +62,8 @@ struct Entry {
 /// The entries, and what the store has that tells which keys a host may have.
 #[derive(Default)]
 struct Table {
-    entries: HashMap<String, Entry>,
+    /// By cache key; `Box<str>`, not `String`: a word less in each of 100,000s of slots.
+    entries: HashMap<Box<str>, Entry>,
     /// How many of `entries` are negative.
     negative: usize,
     /// The cache keys (`.suffix`) of the store's wildcard routes, once read: a host is
@@ -73,7 +74,7 @@ struct Table {
 impl Table {
     fn insert(&mut self, key: &str, entry: Entry) {
         let negative = entry.route.is_none();
-        if let Some(old) = self.entries.insert(key.to_owned(), entry)
+        if let Some(old) = self.entries.insert(key.into(), entry)
             && old.route.is_none()
         {
             self.negative -= 1;

@@ -170,12 +170,13 @@ pub fn normalize_source(source: &str) -> Result<String, RouteError> {
 pub fn normalize_target(target: &str) -> String {
     let target = target.trim();
     let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    // `concat`, not `format!`: no spare capacity in a string every cached route keeps.
     if lower.starts_with("http://") {
-        format!("http://{}", &target[7..])
+        ["http://", &target[7..]].concat()
     } else if lower.starts_with("https://") {
-        format!("https://{}", &target[8..])
+        ["https://", &target[8..]].concat()
     } else {
-        format!("http://{target}")
+        ["http://", target].concat()
     }
 }
 
