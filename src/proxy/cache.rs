@@ -602,6 +602,18 @@ mod tests {
             .map(|r| r.route.target.clone())
     }
 
+    /// Every cached route carries one (#17): with its `Arc` counts it fits mimalloc's
+    /// 256-byte size class; the next one up is 320 bytes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_cached_route_stays_small() {
+        assert!(
+            size_of::<Resolved>() + 16 <= 256,
+            "{}",
+            size_of::<Resolved>()
+        );
+    }
+
     #[tokio::test]
     async fn exact_then_longest_wildcard_then_catch_all() {
         let store = Arc::new(MemoryStore::default());

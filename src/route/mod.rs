@@ -278,8 +278,9 @@ pub struct Upstream {
     pub scheme: http::uri::Scheme,
     /// Host and optional port of the upstream.
     pub authority: http::uri::Authority,
-    /// Path of the target with one trailing `/` removed; empty for the root.
-    pub prefix: String,
+    /// Path of the target with one trailing `/` removed; empty for the root (a
+    /// `Box<str>`: every cached route keeps one, most of them empty).
+    pub prefix: Box<str>,
 }
 
 impl Upstream {
@@ -304,10 +305,8 @@ impl Upstream {
         if a.len() > authority.host().len() && authority.port_u16().is_none_or(|p| p == 0) {
             return Err(invalid());
         }
-        let mut prefix = uri.path().to_owned();
-        if prefix.ends_with('/') {
-            prefix.pop();
-        }
+        let path = uri.path();
+        let prefix = path.strip_suffix('/').unwrap_or(path).into();
         Ok(Upstream {
             scheme,
             authority,
