@@ -10,7 +10,7 @@ build: ## release binary at target/release/ceryx
 run: ## proxy on :8080, API on 127.0.0.1:5555 (in-memory routes unless CERYX_REDIS_* is set)
 	cargo run --release --locked -- run
 
-test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx, haproxy, wrk, h2load, helm if missing; builds the test control plane once if Go is there)
+test: ## a smoke run of the benchmark, then all tests (installs redis-server, nginx and its Lua module, haproxy, wrk, h2load, helm if missing; builds the test control plane once if Go is there)
 	bash scripts/test-deps
 	@if command -v go >/dev/null; then bash scripts/kube-testenv build >/dev/null; \
 	else echo "Go not found: the Kubernetes tests will be skipped (see README)"; fi
@@ -23,7 +23,7 @@ test-valkey: ## the Redis tests (store, API, outages, Sentinel failover) on Valk
 		cargo test --locked --test store --test api --test reliability --test replicas --test sentinel \
 		-- --skip a_route_created_through_the_api_is_served_by_another_proxy_on_the_next_request
 
-bench: ## Ceryx beside nginx and HAProxy on this machine; prints the table of docs/benchmarks.md
+bench: ## Ceryx beside nginx, HAProxy and a model of the original Ceryx on this machine; prints the table of docs/benchmarks.md
 	bash bench/run
 
 lint: ## formatting and clippy, warnings are errors
